@@ -1,0 +1,1 @@
+"""LightningDataModules. Each keeps its images in memory as uint8 tensors (see base.py)."""

@@ -1,0 +1,214 @@
+"""What every dataset here shares: images kept in memory as uint8 tensors, served a whole batch at a time.
+
+Why not a torchvision Dataset + DataLoader with per-sample transforms? For small images the per-sample
+Python (PIL conversion, __getitem__, collate) costs more than LeNet-5's forward pass. Instead:
+
+- each split is one uint8 tensor (N, C, H, W) plus a label tensor, decoded once;
+- the sampler yields lists of indices, and the dataset answers with `images[indices]` in one gather,
+  so a DataLoader with `batch_size=None` and no workers delivers ready batches;
+- everything per-pixel (augmentation, resizing to the model's input, grey <-> colour, normalisation)
+  runs on the whole batch in `on_after_batch_transfer`, i.e. on the GPU when there is one.
+
+Data order is a pure function of (seed, epoch), and in DDP each rank takes its own slice of the same
+permutation, so every sample is seen once per epoch and a resumed run sees the same order again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from src.errors import ConfigError
+
+
+class TensorSplit(Dataset):
+    """One split held in memory; indexed by a list of indices it returns a whole batch."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        index = torch.as_tensor(indices)
+        return self.images[index], self.labels[index]
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches of indices; the order depends only on (seed, epoch), and rank r of w takes every w-th one.
+
+    For training (`shuffle=True`) every rank gets the same number of batches (the permutation is cut
+    to a multiple of the world size), which DDP needs to keep its gradient all-reduces in step.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
+        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at the start of every epoch
+        self.epoch = epoch
+
+    def _indices(self) -> Tensor:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.size, generator=generator)
+            order = order[: self.size - self.size % self.world_size]
+        else:
+            order = torch.arange(self.size)
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        indices = self._indices().tolist()
+        stop = len(indices) - len(indices) % self.batch_size if self.drop_last else len(indices)
+        for start in range(0, stop, self.batch_size):
+            yield indices[start : start + self.batch_size]
+
+    def __len__(self) -> int:
+        count = len(self._indices())
+        return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
+
+
+def fit_to_input(images: Tensor, size: int, channels: int, pad_from: int | None = None) -> Tensor:
+    """Adapt a float batch to the model's input: spatial size first, then channels.
+
+    `pad_from`: when the images are `pad_from` pixels and the model wants `pad_from + 2k`, pad by k
+    (LeCun's 28 -> 32 for MNIST) instead of resizing, which would blur the strokes.
+    """
+    height, width = images.shape[-2:]
+    if (height, width) != (size, size):
+        margin = size - height
+        if pad_from == height == width and margin > 0 and margin % 2 == 0:
+            images = F.pad(images, (margin // 2,) * 4)
+        else:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    have = images.shape[1]
+    if have == channels:
+        return images
+    if have == 1:
+        return images.expand(-1, channels, -1, -1)
+    if channels == 1 and have == 3:  # ITU-R 601 luma, as PIL's convert("L")
+        weights = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=images.dtype)
+        return (images * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
+    raise ConfigError(f"cannot turn {have}-channel images into the model's {channels} input channels")
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """torch.save to a temporary file in the same directory, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Base for the datasets here: subclasses fill `self.splits` with uint8 TensorSplits in `setup()`.
+
+    Per-batch work happens in `on_after_batch_transfer`: `augment` (training only, dataset-specific),
+    `eval_view` (validation/test, e.g. a centre crop), then `fit_to_input` and normalisation.
+    """
+
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+    pad_from: int | None = None  # see fit_to_input
+    class_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        data_dir: str,
+        cache_dir: str,
+        num_classes: int,
+        image_channels: int,
+        input_size: int,
+        input_channels: int,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        seed: int = 0,
+        split_seed: int = 0,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        self.data_dir, self.cache_dir = Path(data_dir).expanduser(), Path(cache_dir).expanduser()
+        self.num_classes, self.image_channels = num_classes, image_channels
+        self.input_size, self.input_channels = input_size, input_channels
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.seed, self.split_seed, self.download = seed, split_seed, download
+        self.splits: dict[str, TensorSplit] = {}
+
+    # ---------------------------------------------------------------------------------- loaders
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        rank, world_size = self._rank_and_world()
+        dataset = self.splits[split]
+        sampler = EpochBatchSampler(
+            len(dataset),
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            drop_last=train and len(dataset) // world_size > self.batch_size,
+            rank=rank,
+            world_size=world_size,
+        )
+        return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    # ------------------------------------------------------------------------------ batch work
+    def augment(self, images: Tensor) -> Tensor:
+        """Training-time augmentation of a float batch in [0, 1]; none by default."""
+        return images
+
+    def eval_view(self, images: Tensor) -> Tensor:
+        """What validation and test see (e.g. a centre crop); the images as they are by default."""
+        return images
+
+    def to_model_input(self, images: Tensor, train: bool) -> Tensor:
+        """uint8 batch (N, C, H, W) -> normalised float batch in the model's input size and channels."""
+        x = images.float().div_(255)
+        x = self.augment(x) if train else self.eval_view(x)
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        x = fit_to_input(x, self.input_size, x.shape[1], self.pad_from)
+        x = (x - mean) / std
+        return fit_to_input(x, self.input_size, self.input_channels)
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.to_model_input(images, train=training).contiguous(), labels

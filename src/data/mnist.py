@@ -1,0 +1,117 @@
+"""MNIST: 60,000 training and 10,000 test digits, 28x28 grey, read with torchvision.datasets.MNIST.
+
+Where the files are looked for: `<data_dir>/MNIST/raw/` (torchvision's layout), each of the four IDX
+files either plain or as the official `.gz`. The source directory may be read-only: anything that has
+to be decompressed goes into `<cache_dir>/MNIST/raw/`. When the files are absent and `download` is on,
+torchvision downloads them into the cache; when that fails too, one line says what is missing and where.
+
+LeCun et al. feed LeNet-5 32x32 images: the 28x28 digits padded by 2 pixels of background. The
+training set is split deterministically into 55,000 for training and 5,000 for validation.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torchvision.datasets import MNIST
+
+from src.data.base import InMemoryDataModule, TensorSplit
+from src.errors import DataError
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def _gunzip_atomically(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with gzip.open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, target)
+    except (OSError, EOFError) as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise DataError(f"cannot decompress {source}: {error}; replace it with the official file") from error
+
+
+def locate_mnist(data_dir: Path, cache_dir: Path) -> Path | None:
+    """Return a torchvision root whose MNIST/raw/ holds the four plain IDX files, or None.
+
+    Plain files in `data_dir` are used where they are; `.gz` files are decompressed into the cache.
+    """
+    source, cache = data_dir / "MNIST" / "raw", cache_dir / "MNIST" / "raw"
+    if all((source / name).is_file() for name in MNIST_FILES):
+        return data_dir
+    for name in MNIST_FILES:
+        if (cache / name).is_file():
+            continue
+        if (source / name).is_file():
+            cache.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / name, cache / name)
+        elif (source / f"{name}.gz").is_file():
+            _gunzip_atomically(source / f"{name}.gz", cache / name)
+        else:
+            return None
+    return cache_dir
+
+
+def _missing_message(data_dir: Path) -> str:
+    return (
+        f"MNIST not found: expected {', '.join(MNIST_FILES)} (plain or .gz) in {data_dir / 'MNIST' / 'raw'}; "
+        "put them there or point DATA_DIR (or data.data_dir=...) at the directory that holds MNIST/raw/"
+    )
+
+
+class MNISTDataModule(InMemoryDataModule):
+    mean = (0.1307,)
+    std = (0.3081,)
+    pad_from = 28
+    class_names = tuple(str(digit) for digit in range(10))
+
+    def __init__(self, *args, val_size: int = 5000, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.val_size = val_size
+
+    def _root(self) -> Path:
+        root = locate_mnist(self.data_dir, self.cache_dir)
+        if root is not None:
+            return root
+        if self.download:
+            try:
+                MNIST(self.cache_dir, train=True, download=True)
+                MNIST(self.cache_dir, train=False, download=True)
+                return self.cache_dir
+            except Exception as error:  # no network, a proxy, a bad mirror: all end the same way
+                raise DataError(f"{_missing_message(self.data_dir)} (download failed: {error})") from error
+        raise DataError(_missing_message(self.data_dir))
+
+    def prepare_data(self) -> None:
+        self._root()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        root = self._root()
+        try:
+            train, test = MNIST(root, train=True), MNIST(root, train=False)
+        except (RuntimeError, ValueError, OSError) as error:
+            raise DataError(f"cannot read MNIST from {root / 'MNIST' / 'raw'}: {error}") from error
+        images, labels = train.data.unsqueeze(1), train.targets
+        if not 0 < self.val_size < len(labels):
+            raise DataError(f"data.val_size={self.val_size} must be between 1 and {len(labels) - 1}")
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+        val_index, train_index = order[: self.val_size], order[self.val_size :]
+        self.splits = {
+            "train": TensorSplit(images[train_index], labels[train_index]),
+            "val": TensorSplit(images[val_index], labels[val_index]),
+            "test": TensorSplit(test.data.unsqueeze(1), test.targets),
+        }

@@ -1,0 +1,168 @@
+"""AlexNet (Krizhevsky, Sutskever, Hinton 2012, "ImageNet Classification with Deep Convolutional
+Neural Networks"), laid out like torchvision's: `features` / `avgpool` / `classifier`.
+
+    input 3x227x227 (the paper says 224; only 227 gives its 55x55 first maps)
+    conv1 96@11x11 /4 -> ReLU -> LRN -> max pool 3x3/2      55 -> 27
+    conv2 256@5x5     -> ReLU -> LRN -> max pool 3x3/2      27 -> 13
+    conv3 384@3x3 -> ReLU, conv4 384@3x3 -> ReLU, conv5 256@3x3 -> ReLU -> max pool 3x3/2   13 -> 6
+    dropout 0.5 -> FC 4096 -> ReLU -> dropout 0.5 -> FC 4096 -> ReLU -> FC classes
+
+Pooling windows overlap (3x3 with stride 2), which the paper found to reduce overfitting slightly.
+Local Response Normalization: size 5, alpha 1e-4, beta 0.75, k 2. `groups=2` restores the paper's
+split across two GPUs: conv2, conv4 and conv5 only see the 48 / 192 / 192 maps on their own GPU
+(conv3 and the FC layers talk across). Parameter counts at 1000 classes: 60,965,224 with groups=2,
+62,378,344 with groups=1. `padding=paper` pads conv2-5 to keep their size ("same") and leaves conv1
+unpadded, as the paper does.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import Tensor, nn
+
+from src.layers import check_choice, conv2d, feature_shape, pool2d, resolve_padding
+
+NORMS = ("lrn", "batch", "none")
+
+
+def _norm(kind: str, channels: int) -> list[tuple[str, nn.Module]]:
+    if kind == "lrn":
+        return [("lrn", nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))]
+    if kind == "batch":
+        return [("bn", nn.BatchNorm2d(channels))]
+    return []
+
+
+def _flatten_size(features: nn.Sequential, avgpool: nn.Module, in_channels: int, input_size: int) -> int:
+    named = OrderedDict([*features.named_children(), ("avgpool", avgpool)])
+    channels, height, width = feature_shape(nn.Sequential(named), in_channels, input_size)
+    return channels * height * width
+
+
+class AlexNet(nn.Module):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 1000,
+        input_size: int = 227,
+        pooling: str = "max",
+        padding: str = "paper",
+        norm: str = "lrn",
+        groups: int = 1,
+        dropout: float = 0.5,
+        adaptive_pool: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_choice("model.norm", norm, NORMS)
+        check_choice("model.groups", groups, (1, 2))
+        self.in_channels, self.input_size, self.num_classes = in_channels, input_size, num_classes
+        pad1, pad = resolve_padding(padding, "valid"), resolve_padding(padding, "same")
+
+        # (name, out channels, kernel, stride, padding, groups, normalise?, pool?)
+        plan = [
+            ("1", 96, 11, 4, pad1, 1, True, True),
+            ("2", 256, 5, 1, pad, groups, True, True),
+            ("3", 384, 3, 1, pad, 1, False, False),
+            ("4", 384, 3, 1, pad, groups, False, False),
+            ("5", 256, 3, 1, pad, groups, False, True),
+        ]
+        layers: list[tuple[str, nn.Module]] = []
+        channels = in_channels
+        for name, out, kernel, stride, conv_pad, conv_groups, normalise, pool in plan:
+            layers.append((f"conv{name}", conv2d(channels, out, kernel, stride, conv_pad, conv_groups)))
+            # LRN follows the ReLU (paper, section 3.3); BatchNorm goes between conv and ReLU.
+            if norm == "batch":
+                layers += [(f"{n}{name}", m) for n, m in _norm(norm, out)]
+            layers.append((f"relu{name}", nn.ReLU(inplace=True)))
+            if norm == "lrn" and normalise:
+                layers += [(f"{n}{name}", m) for n, m in _norm(norm, out)]
+            if pool:
+                layers.append((f"pool{name}", pool2d(pooling, 3, 2)))
+            channels = out
+        self.features = nn.Sequential(OrderedDict(layers))
+        self.avgpool = nn.AdaptiveAvgPool2d(adaptive_pool) if adaptive_pool else nn.Identity()
+        flat = _flatten_size(self.features, self.avgpool, in_channels, input_size)
+        self.classifier = nn.Sequential(
+            OrderedDict(
+                flatten=nn.Flatten(),
+                drop6=nn.Dropout(dropout),
+                fc6=nn.Linear(flat, 4096),
+                relu6=nn.ReLU(inplace=True),
+                drop7=nn.Dropout(dropout),
+                fc7=nn.Linear(4096, 4096),
+                relu7=nn.ReLU(inplace=True),
+                fc8=nn.Linear(4096, num_classes),
+            )
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.avgpool(self.features(x)))
+
+
+class AlexNetBN(nn.Module):
+    """The seed's Keras "AlexNet" for Flowers-17 (a popular tutorial variant, not the paper's network).
+
+    conv1 96@11x11/4 valid -> pool 3x3/2 -> BN; conv2 256@5x5 same -> pool -> BN;
+    conv3 384@3x3, conv4 384@3x3, conv5 256@3x3 (valid, each -> BN; conv5 -> pool -> BN);
+    FC 4096 -> dropout 0.4 -> BN, FC 4096 -> dropout 0.4 -> BN, FC classes. ReLU after every layer.
+    At 224x224x3 and 17 classes Keras reports 24,834,833 parameters (24,815,697 trainable + the
+    BatchNorm moving mean and variance): `keras_param_count()` counts the same way.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 17,
+        input_size: int = 224,
+        pooling: str = "max",
+        padding: str = "paper",
+        dropout: float = 0.4,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.input_size, self.num_classes = in_channels, input_size, num_classes
+        pad1 = resolve_padding(padding, "valid")
+        pad2 = resolve_padding(padding, "same")
+        pad3 = resolve_padding(padding, "valid")
+        # (name, out channels, kernel, stride, padding, pool?)
+        plan = [
+            ("1", 96, 11, 4, pad1, True),
+            ("2", 256, 5, 1, pad2, True),
+            ("3", 384, 3, 1, pad3, False),
+            ("4", 384, 3, 1, pad3, False),
+            ("5", 256, 3, 1, pad3, True),
+        ]
+        layers: list[tuple[str, nn.Module]] = []
+        channels = in_channels
+        for name, out, kernel, stride, conv_pad, pool in plan:
+            layers += [(f"conv{name}", conv2d(channels, out, kernel, stride, conv_pad)), (f"relu{name}", nn.ReLU())]
+            if pool:
+                layers.append((f"pool{name}", pool2d(pooling, 3, 2)))
+            layers.append((f"bn{name}", nn.BatchNorm2d(out)))
+            channels = out
+        self.features = nn.Sequential(OrderedDict(layers))
+        self.avgpool = nn.Identity()
+        flat = _flatten_size(self.features, self.avgpool, in_channels, input_size)
+        self.classifier = nn.Sequential(
+            OrderedDict(
+                flatten=nn.Flatten(),
+                fc6=nn.Linear(flat, 4096),
+                relu6=nn.ReLU(),
+                drop6=nn.Dropout(dropout),
+                bn6=nn.BatchNorm1d(4096),
+                fc7=nn.Linear(4096, 4096),
+                relu7=nn.ReLU(),
+                drop7=nn.Dropout(dropout),
+                bn7=nn.BatchNorm1d(4096),
+                fc8=nn.Linear(4096, num_classes),
+            )
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.avgpool(self.features(x)))
+
+
+def keras_param_count(model: nn.Module) -> int:
+    """Parameters as Keras counts them: weights plus BatchNorm moving mean and variance."""
+    buffers = sum(b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
+    return sum(p.numel() for p in model.parameters()) + buffers

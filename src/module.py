@@ -1,0 +1,97 @@
+"""One LightningModule for image classification, whatever the network.
+
+The network arrives ready-made (Hydra instantiates `model` first), and so do the optimizer and the
+learning-rate scheduler, as partial functions still waiting for the parameters / the optimizer.
+Logged names: train/loss, train/acc, val/loss, val/acc, val/acc_best, test/loss, test/acc.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+
+class ImageClassifier(L.LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_interval: str = "epoch",
+        scheduler_monitor: str = "val/loss",
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        # Plain values only: the network's weights are in the state_dict, and the network, optimizer and
+        # scheduler configs are in the run's config.yaml (partials in a checkpoint would need pickle).
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
+        self.model = model
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        num_classes = model.num_classes
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc_best = MaxMetric()
+        size = model.input_size
+        # Lets Lightning print per-layer shapes and TensorBoard draw the graph.
+        self.example_input_array = torch.zeros(1, model.in_channels, size, size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        accuracy = getattr(self, f"{stage}_acc")
+        accuracy.update(logits.argmax(dim=1), labels)
+        # A tensor, not a float: Lightning only syncs it with the host when it writes a log line.
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
+                 batch_size=len(labels), sync_dist=stage != "train")
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+        return loss, logits
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")[0]
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()  # the sanity-check validation must not count as the best
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        extra = {}
+        if "total_steps" in inspect.signature(self.scheduler_factory).parameters and \
+                "total_steps" not in getattr(self.scheduler_factory, "keywords", {}):
+            extra["total_steps"] = self.trainer.estimated_stepping_batches  # OneCycleLR
+        scheduler = self.scheduler_factory(optimizer=optimizer, **extra)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.hparams.scheduler_interval,
+                "monitor": self.hparams.scheduler_monitor,
+                "frequency": 1,
+            },
+        }

@@ -1,0 +1,124 @@
+"""Train a model: `python -m src.train model=lenet5 data=mnist pooling=min padding=same`.
+
+Everything is built from the composed config (conf/train.yaml and its groups) with
+hydra.utils.instantiate; this file only wires the pieces together:
+
+    seed -> datamodule -> network -> LightningModule -> callbacks, loggers -> Trainer
+    fit -> test the best checkpoint -> metrics.json in the run directory
+
+The return value of `main` is the metric named by `optimized_metric`, so Hydra sweepers (Optuna) can
+minimise / maximise it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import check_choices, user_errors
+
+
+def write_json_atomically(data: dict[str, Any], path: Path) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every `_target_` entry of a config dict (callbacks, loggers)."""
+    if not cfg:
+        return []
+    return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
+    """Instantiate datamodule, network + LightningModule and Trainer from the config."""
+    datamodule = instantiate(cfg.data)
+    network = instantiate(cfg.model)
+    module = instantiate(cfg.module, model=network)
+    trainer = instantiate(cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")),
+                          logger=instantiate_dict(cfg.get("logger")) or False)
+    return datamodule, module, trainer
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit and test; return the metrics that were written to metrics.json."""
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    output_dir = Path(cfg.paths.output_dir)
+
+    datamodule, module, trainer = build(cfg)
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - start
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
+
+    if cfg.get("test", True):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+
+    result = {
+        "metrics": metrics,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "fit_seconds": round(fit_seconds, 3),
+        "best_checkpoint": best if cfg.get("test", True) else None,
+        "params": sum(p.numel() for p in module.parameters()),
+        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+    }
+    if trainer.is_global_zero:
+        write_json_atomically(result, output_dir / "metrics.json")
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/"))
+        print(f"{summary or 'no test run'} | {trainer.current_epoch} epochs in {fit_seconds:.1f} s | {output_dir}")
+    return result
+
+
+def objective(result: dict[str, Any], name: str | None) -> float | None:
+    """The value a sweeper optimises: metrics[optimized_metric]."""
+    if not name:
+        return None
+    return result["metrics"][name]
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    with user_errors():
+        result = train(cfg)
+    return objective(result, cfg.get("optimized_metric"))
+
+
+def cli() -> None:
+    with user_errors():
+        check_choices(sys.argv[1:])
+    main()
+
+
+if __name__ == "__main__":
+    cli()
