@@ -12,8 +12,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType
 from hydra.errors import HydraException, InstantiationException
-from omegaconf import OmegaConf
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.errors import ConfigError, UserError
@@ -45,15 +50,58 @@ def check_choices(overrides: Sequence[str]) -> None:
         allowed = choices(match["group"])
         for value in match["value"].split(","):
             if value not in allowed and value != "null":
-                raise ConfigError(
-                    f"{match['group']}={value} is not a choice; allowed: {', '.join(allowed)}"
-                )
+                raise ConfigError(f"{match['group']}={value} is not a choice; allowed: {', '.join(allowed)}")
+
+
+def first_of_each_sweep(overrides: Sequence[str]) -> list[str]:
+    """The overrides of a multirun's first job: `pooling=max,min` -> `pooling=max`."""
+    prefixes = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++", OverrideType.DEL: "~"}
+    single = []
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        if override.is_sweep_override():
+            key = override.key_or_group + (f"@{override.package}" if override.package else "")
+            first = next(iter(override.sweep_string_iterator()))
+            single.append(f"{prefixes.get(override.type, '')}{key}={first}")
+        else:
+            single.append(override.input_line)
+    return single
+
+
+def compose_config(overrides: Sequence[str], config_name: str = "train") -> DictConfig:
+    """The config a command line composes to, without Hydra's run directory (for checks and tools)."""
+    check_choices(overrides)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=first_of_each_sweep(overrides))
+
+
+def validate_command_line(argv: Sequence[str]) -> None:
+    """Everything that can be checked before a run starts, so bad input fails in one line, at once:
+    group choices, unknown keys, interpolations, and the network itself (built on the meta device:
+    no memory, no weights), which checks pooling, padding, activation and the input size."""
+    if any(
+        arg.startswith(("--help", "-h", "--hydra-help", "--info", "--cfg", "-c", "--shell")) for arg in argv
+    ):
+        return
+    cfg = compose_config([arg for arg in argv if not arg.startswith("-")])
+    for key in ("model", "data", "module"):
+        OmegaConf.to_container(cfg[key], resolve=True)
+    with torch.device("meta"):
+        instantiate(cfg.model)
 
 
 def _root_cause(error: BaseException) -> BaseException:
-    while error.__cause__ is not None and isinstance(error, InstantiationException | HydraException):
+    """The exception behind Hydra's wrappers (instantiate wraps the constructor's own error)."""
+    while error.__cause__ is not None and isinstance(error, InstantiationException):
         error = error.__cause__
     return error
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line, without OmegaConf's full_key/object_type trailer."""
+    noise = ("full_key:", "object_type=", "reference_type=", "Set the environment variable HYDRA_FULL_ERROR")
+    lines = [line.strip() for line in str(error).splitlines()]
+    kept = [line.rstrip(".") for line in lines if line and not line.startswith(noise)]
+    return "; ".join(kept) or type(error).__name__
 
 
 @contextlib.contextmanager
@@ -65,6 +113,5 @@ def user_errors() -> Iterator[None]:
         cause = _root_cause(error)
         if not isinstance(cause, UserError | OmegaConfBaseException | HydraException | TypeError):
             raise
-        message = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {one_line(cause)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -156,7 +156,9 @@ def feature_shape(features: nn.Sequential, in_channels: int, input_size: int | S
     h, w = _pair(input_size)
     failing = _first_failing_layer(meta_features, (1, in_channels, h, w))
     if failing is not None:
-        fits = (n for n in range(1, 1025) if _first_failing_layer(meta_features, (1, in_channels, n, n)) is None)
+        fits = (
+            n for n in range(1, 1025) if _first_failing_layer(meta_features, (1, in_channels, n, n)) is None
+        )
         smallest = next(fits, None)
         raise InputTooSmallError(
             f"input {h}x{w} is too small: the feature map vanishes at layer {failing}; "

@@ -45,6 +45,12 @@ class ImageClassifier(L.LightningModule):
         self.example_input_array = torch.zeros(1, model.in_channels, size, size)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits for (N, C, H, W); for (N, crops, C, H, W) (e.g. a ten-crop test) the log of the
+        softmax averaged over the crops, which cross-entropy and argmax treat like logits."""
+        if x.ndim == 5:
+            batch, crops = x.shape[:2]
+            probabilities = self.model(x.flatten(0, 1)).softmax(dim=-1).view(batch, crops, -1).mean(dim=1)
+            return probabilities.clamp_min(1e-12).log()
         return self.model(x)
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
@@ -54,8 +60,15 @@ class ImageClassifier(L.LightningModule):
         accuracy = getattr(self, f"{stage}_acc")
         accuracy.update(logits.argmax(dim=1), labels)
         # A tensor, not a float: Lightning only syncs it with the host when it writes a log line.
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
-                 batch_size=len(labels), sync_dist=stage != "train")
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(labels),
+            sync_dist=stage != "train",
+        )
         self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
         return loss, logits
 
@@ -82,8 +95,9 @@ class ImageClassifier(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         extra = {}
-        if "total_steps" in inspect.signature(self.scheduler_factory).parameters and \
-                "total_steps" not in getattr(self.scheduler_factory, "keywords", {}):
+        if "total_steps" in inspect.signature(
+            self.scheduler_factory
+        ).parameters and "total_steps" not in getattr(self.scheduler_factory, "keywords", {}):
             extra["total_steps"] = self.trainer.estimated_stepping_batches  # OneCycleLR
         scheduler = self.scheduler_factory(optimizer=optimizer, **extra)
         return {

@@ -13,10 +13,12 @@ minimise / maximise it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import check_choices, user_errors
+from src.config import user_errors, validate_command_line
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's advertising tips and a deprecation warning it raises against itself."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "💡 Tip" not in record.getMessage()
+    )
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def write_json_atomically(data: dict[str, Any], path: Path) -> None:
@@ -56,13 +66,17 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     datamodule = instantiate(cfg.data)
     network = instantiate(cfg.model)
     module = instantiate(cfg.module, model=network)
-    trainer = instantiate(cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")),
-                          logger=instantiate_dict(cfg.get("logger")) or False)
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=instantiate_dict(cfg.get("callbacks")),
+        logger=instantiate_dict(cfg.get("logger")) or False,
+    )
     return datamodule, module, trainer
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test; return the metrics that were written to metrics.json."""
+    quiet_lightning()
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     if cfg.get("seed") is not None:
@@ -96,7 +110,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         write_json_atomically(result, output_dir / "metrics.json")
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/"))
-        print(f"{summary or 'no test run'} | {trainer.current_epoch} epochs in {fit_seconds:.1f} s | {output_dir}")
+        epochs = f"{trainer.current_epoch} epochs in {fit_seconds:.1f} s"
+        print(f"{summary or 'no test run'} | {epochs} | {output_dir}")
     return result
 
 
@@ -116,7 +131,7 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     with user_errors():
-        check_choices(sys.argv[1:])
+        validate_command_line(sys.argv[1:])
     main()
 
 

@@ -102,7 +102,9 @@ def fit_to_input(images: Tensor, size: int, channels: int, pad_from: int | None 
         if pad_from == height == width and margin > 0 and margin % 2 == 0:
             images = F.pad(images, (margin // 2,) * 4)
         else:
-            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            images = F.interpolate(
+                images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
     have = images.shape[1]
     if have == channels:
         return images
@@ -208,7 +210,9 @@ class InMemoryDataModule(L.LightningDataModule):
         x = (x - mean) / std
         return fit_to_input(x, self.input_size, self.input_channels)
 
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+    def on_after_batch_transfer(
+        self, batch: tuple[Tensor, Tensor], dataloader_idx: int
+    ) -> tuple[Tensor, Tensor]:
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
         return self.to_model_input(images, train=training).contiguous(), labels

@@ -135,7 +135,10 @@ class AlexNetBN(nn.Module):
         layers: list[tuple[str, nn.Module]] = []
         channels = in_channels
         for name, out, kernel, stride, conv_pad, pool in plan:
-            layers += [(f"conv{name}", conv2d(channels, out, kernel, stride, conv_pad)), (f"relu{name}", nn.ReLU())]
+            layers += [
+                (f"conv{name}", conv2d(channels, out, kernel, stride, conv_pad)),
+                (f"relu{name}", nn.ReLU()),
+            ]
             if pool:
                 layers.append((f"pool{name}", pool2d(pooling, 3, 2)))
             layers.append((f"bn{name}", nn.BatchNorm2d(out)))

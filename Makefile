@@ -1,0 +1,42 @@
+# Every target sets itself up: uv is installed when missing, then `uv sync` builds .venv from uv.lock.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+RUN := $(UV) run --frozen
+ARGS ?=
+
+.PHONY: setup train test test-fast lint format tensorboard bench summary clean
+
+$(UV):
+	python3 -m pip install --quiet uv || curl -LsSf https://astral.sh/uv/install.sh | sh
+
+setup: $(UV)  ## install uv (if missing) and the locked environment
+	$(UV) sync --frozen
+
+train: setup  ## train LeNet-5 on MNIST (DATA_DIR=... points at the data); extra overrides: ARGS="..."
+	$(RUN) python -m src.train model=lenet5 data=mnist $(ARGS)
+
+test: setup  ## the whole test suite, real-data tests included (they skip without DATA_DIR data)
+	$(RUN) pytest $(ARGS)
+
+test-fast: setup  ## everything but the slow real-data tests
+	$(RUN) pytest -m "not slow" $(ARGS)
+
+lint: setup
+	$(RUN) ruff check src tests
+	$(RUN) ruff format --check src tests
+
+format: setup
+	$(RUN) ruff format src tests
+	$(RUN) ruff check --fix src tests
+
+tensorboard: setup  ## TensorBoard on every run under outputs/
+	$(RUN) tensorboard --logdir outputs --host localhost --port $${PORT:-6006}
+
+summary: setup  ## per-layer shapes, e.g. make summary ARGS="model=alexnet padding=same"
+	$(RUN) python -m src.summary $(ARGS)
+
+bench: setup  ## the benchmark: trains to best accuracy and measures speed; writes bench/results
+	$(RUN) python -m src.bench $(ARGS)
+
+clean:
+	rm -rf outputs .cache .pytest_cache .ruff_cache

@@ -1,0 +1,124 @@
+"""Per-layer shapes and parameters of a configured network: what pooling and padding do to the maps.
+
+    python -m src.summary model=lenet5 padding=same pooling=min
+    python -m src.summary model=alexnet data=flowers17
+    python -m src.summary model=lenet5 --compare padding=valid,same
+
+Takes the same overrides as src.train; builds only the network (no data is read) and runs one
+example input through it, recording every layer's output shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from hydra.utils import instantiate
+from torch import nn
+
+from src.config import compose_config, user_errors
+
+
+@dataclass
+class LayerRow:
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    params: int
+
+
+def layer_rows(model: nn.Module) -> list[LayerRow]:
+    """Run one example image through `model`; one row per leaf layer, in execution order."""
+    rows: list[LayerRow] = []
+
+    def record(name: str):
+        def hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            params = sum(p.numel() for p in module.parameters(recurse=False))
+            rows.append(LayerRow(name, type(module).__name__, tuple(output.shape[1:]), params))
+
+        return hook
+
+    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    handles = [module.register_forward_hook(record(name)) for name, module in leaves]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, model.in_channels, model.input_size, model.input_size))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return rows
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return " x ".join(map(str, shape))
+
+
+def _table(header: Sequence[str], body: Sequence[Sequence[str]], right_align: int | None = None) -> list[str]:
+    """Plain-text columns, two spaces apart; column `right_align` (numbers) is right-aligned."""
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        cells = (
+            c.rjust(w) if i == right_align else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        return "  ".join(cells).rstrip()
+
+    return [line(header), "-" * len(line(header)), *map(line, body)]
+
+
+def format_table(model: nn.Module, title: str = "") -> str:
+    """The per-layer table: layer, type, output shape, parameters, then `Total params: N`."""
+    body = [(r.name, r.kind, _shape(r.shape), f"{r.params:,}") for r in layer_rows(model)]
+    input_shape = f"input: {model.in_channels} x {model.input_size} x {model.input_size}"
+    total = f"Total params: {sum(p.numel() for p in model.parameters()):,}"
+    lines = [
+        title,
+        input_shape,
+        *_table(("layer", "type", "output shape", "params"), body, right_align=3),
+        total,
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+def format_comparison(overrides: Sequence[str], sweep: str) -> str:
+    """Per-layer output shapes side by side for each value of one `key=a,b,...` override."""
+    key, _, values = sweep.partition("=")
+    columns = {}
+    for value in values.split(","):
+        model = instantiate(compose_config([*overrides, f"{key}={value}"]).model)
+        columns[f"{key}={value}"] = (layer_rows(model), sum(p.numel() for p in model.parameters()))
+    first_rows = next(iter(columns.values()))[0]
+    body = [
+        [row.name] + [_shape(rows[i].shape) if i < len(rows) else "-" for rows, _ in columns.values()]
+        for i, row in enumerate(first_rows)
+    ]
+    body.append(["Total params"] + [f"{total:,}" for _, total in columns.values()])
+    return "\n".join(_table(["layer", *columns], body))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for src.train")
+    parser.add_argument(
+        "--compare", metavar="KEY=A,B", help="show shapes side by side, e.g. padding=valid,same"
+    )
+    args = parser.parse_args(argv)
+    with user_errors():
+        if args.compare:
+            print(format_comparison(args.overrides, args.compare))
+            return
+        cfg = compose_config(args.overrides)
+        model = instantiate(cfg.model)
+        title = (
+            f"{cfg.model._target_.rsplit('.', 1)[-1]}  pooling={cfg.pooling.name}  padding={cfg.padding.name}"
+        )
+        print(format_table(model, title))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

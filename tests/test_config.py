@@ -1,0 +1,57 @@
+import itertools
+
+import pytest
+from hydra.utils import instantiate
+
+from src.config import check_choices, choices
+from src.errors import ConfigError
+from tests.conftest import compose_train_config, run_cli
+
+POOLINGS, PADDINGS = ("max", "avg", "min"), ("valid", "same", "paper")
+
+
+def test_groups_list_their_options():
+    assert choices("pooling") == ["avg", "max", "min"]
+    assert choices("padding") == ["paper", "same", "valid"]
+    for group in ("model", "data", "trainer", "logger", "callbacks", "paths", "hydra", "experiment"):
+        assert choices(group), group
+
+
+@pytest.mark.parametrize("pooling,padding", itertools.product(POOLINGS, PADDINGS))
+def test_every_pooling_and_padding_composes_into_the_model(tmp_path, pooling, padding):
+    cfg = compose_train_config([f"pooling={pooling}", f"padding={padding}"], tmp_path)
+    model = instantiate(cfg.model)
+    assert (cfg.model.pooling, cfg.model.padding) == (pooling, padding)
+    assert (
+        type(model.features.pool1).__name__
+        == {"max": "MaxPool2d", "avg": "AvgPool2d", "min": "MinPool2d"}[pooling]
+    )
+
+
+def test_trainer_choices_compose(tmp_path):
+    assert compose_train_config(["trainer=gpu"], tmp_path).trainer.accelerator == "gpu"
+    assert compose_train_config(["trainer=cpu"], tmp_path).trainer.accelerator == "cpu"
+
+
+def test_bad_choice_is_one_line_listing_the_options():
+    with pytest.raises(ConfigError, match=r"^pooling=median is not a choice; allowed: avg, max, min$"):
+        check_choices(["pooling=median"])
+    with pytest.raises(ConfigError, match=r"padding=full"):
+        check_choices(["-m", "pooling=max,min", "padding=valid,full"])
+    check_choices(["pooling=max,avg,min", "model.pooling=whatever", "trainer.max_epochs=1"])  # not groups
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["pooling=median"], "error: pooling=median is not a choice; allowed: avg, max, min"),
+        (["model=lenet"], "error: model=lenet is not a choice; allowed: alexnet, alexnet_bn, lenet5"),
+        (["model.activation_fn=swish"], "error: activation='swish' is not supported; choose one of:"),
+    ],
+)
+def test_cli_bad_input_exits_non_zero_with_one_line(args, message):
+    result = run_cli("src.train", *args, "data.download=false", env={"DATA_DIR": "/nonexistent"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(message), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

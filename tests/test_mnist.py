@@ -1,0 +1,94 @@
+import os
+import stat
+
+import pytest
+import torch
+
+from src.data.mnist import MNISTDataModule
+from src.errors import DataError
+from tests.conftest import make_tiny_mnist
+
+
+def datamodule(data_dir, cache_dir, **kwargs) -> MNISTDataModule:
+    defaults = dict(
+        num_classes=10,
+        image_channels=1,
+        input_size=32,
+        input_channels=1,
+        batch_size=32,
+        val_size=50,
+        download=False,
+    )
+    return MNISTDataModule(str(data_dir), str(cache_dir), **{**defaults, **kwargs})
+
+
+def read_only(path):
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            os.chmod(os.path.join(root, name), stat.S_IRUSR)
+        os.chmod(root, stat.S_IRUSR | stat.S_IXUSR)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_reads_plain_or_gzipped_idx_from_a_read_only_directory(tmp_path, compress):
+    data_dir = make_tiny_mnist(tmp_path / "data", train=200, test=40, compress=compress)
+    read_only(data_dir)
+    dm = datamodule(data_dir, tmp_path / "cache")
+    dm.prepare_data()
+    dm.setup()
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 150, "val": 50, "test": 40}
+    assert dm.splits["train"].images.dtype == torch.uint8
+    assert dm.splits["train"].images.shape[1:] == (1, 28, 28)
+    # gzipped files are decompressed into the cache, plain ones are read in place
+    assert (tmp_path / "cache" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists() == compress
+
+
+def test_split_is_deterministic_and_disjoint(tiny_mnist, tmp_path):
+    first, second = datamodule(tiny_mnist, tmp_path / "c"), datamodule(tiny_mnist, tmp_path / "c")
+    first.setup(), second.setup()
+    assert torch.equal(first.splits["val"].images, second.splits["val"].images)
+    train_rows = {bytes(x.numpy()) for x in first.splits["train"].images}
+    assert not train_rows & {bytes(x.numpy()) for x in first.splits["val"].images}
+
+
+def test_batches_are_padded_to_32_and_normalised(tiny_mnist, tmp_path):
+    dm = datamodule(tiny_mnist, tmp_path / "cache")
+    dm.setup()
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.shape == (32, 1, 28, 28) and labels.shape == (32,)
+    x = dm.to_model_input(images, train=True)
+    assert x.shape == (32, 1, 32, 32) and x.dtype == torch.float32
+    background = (0 - dm.mean[0]) / dm.std[0]
+    assert torch.allclose(x[:, :, :2, :], torch.full_like(x[:, :, :2, :], background))  # the 2-pixel border
+
+
+def test_adapts_to_alexnet_input(tiny_mnist, tmp_path):
+    dm = datamodule(tiny_mnist, tmp_path / "cache", input_size=227, input_channels=3)
+    dm.setup()
+    images, _ = next(iter(dm.val_dataloader()))
+    assert dm.to_model_input(images, train=False).shape == (50, 3, 227, 227)
+
+
+def test_every_training_sample_once_per_epoch_and_ranks_disjoint(tiny_mnist, tmp_path):
+    from src.data.base import EpochBatchSampler
+
+    samplers = [EpochBatchSampler(10, 2, shuffle=True, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    seen = [i for s in samplers for batch in s for i in batch]
+    assert sorted(seen) == list(range(10))
+    for s in samplers:
+        s.set_epoch(1)
+    assert [i for s in samplers for batch in s for i in batch] != seen  # a new order each epoch
+
+
+def test_missing_data_names_the_files_and_data_dir(tmp_path):
+    dm = datamodule(tmp_path / "nowhere", tmp_path / "cache")
+    with pytest.raises(DataError, match=r"MNIST not found: expected train-images-idx3-ubyte.* DATA_DIR"):
+        dm.prepare_data()
+
+
+def test_corrupt_gzip_is_a_data_error(tmp_path):
+    data_dir = make_tiny_mnist(tmp_path / "data", compress=True)
+    (data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="cannot decompress .*train-images-idx3-ubyte.gz"):
+        datamodule(data_dir, tmp_path / "cache").prepare_data()
+    assert not list((tmp_path / "cache" / "MNIST" / "raw").glob("*.tmp"))  # nothing half-written

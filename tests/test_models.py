@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from src.layers import InputTooSmallError
+from src.models import AlexNet, AlexNetBN, LeNet5
+from src.models.alexnet import keras_param_count
+from src.summary import layer_rows
+
+
+def count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_lenet5_parameter_counts_match_the_paper_setup():
+    assert count(LeNet5(in_channels=1, input_size=32, padding="valid")) == 61_706
+    assert count(LeNet5(in_channels=3, input_size=32, padding="valid")) == 62_006  # the seed's CIFAR run
+
+
+# flatten size after conv/pool/conv/pool: valid 32 -> 5x5, 28 -> 4x4; same 32 -> 8x8, 28 -> 7x7
+@pytest.mark.parametrize("pooling", ["max", "avg", "min"])
+@pytest.mark.parametrize(
+    "padding,size,side",
+    [
+        ("valid", 32, 5),
+        ("valid", 28, 4),
+        ("same", 32, 8),
+        ("same", 28, 7),
+        ("paper", 32, 5),
+        ("paper", 28, 4),
+    ],
+)
+def test_lenet5_builds_for_every_pooling_padding_and_size(pooling, padding, size, side):
+    model = LeNet5(input_size=size, pooling=pooling, padding=padding)
+    assert model(torch.randn(4, 1, size, size)).shape == (4, 10)
+    assert model.features(torch.zeros(1, 1, size, size)).shape == (1, 16, side, side)
+    assert count(model) == 61_706 - 400 * 120 + 16 * side * side * 120
+
+
+def test_alexnet_parameter_counts_match_the_paper():
+    assert count(AlexNet(num_classes=1000, groups=2, norm="lrn")) == 60_965_224
+    assert count(AlexNet(num_classes=1000, groups=1)) == 62_378_344
+
+
+def test_alexnet_feature_maps_at_227():
+    rows = {row.name: row.shape for row in layer_rows(AlexNet(num_classes=17))}
+    sides = [
+        rows[f"features.{name}"][-1]
+        for name in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")
+    ]
+    assert sides == [55, 27, 27, 13, 13, 13, 13, 6]
+    assert rows["classifier.flatten"] == (9216,)
+
+
+@pytest.mark.parametrize("norm", ["lrn", "batch", "none"])
+@pytest.mark.parametrize("pooling", ["max", "avg", "min"])
+def test_alexnet_options_build_and_run(norm, pooling):
+    model = AlexNet(num_classes=17, norm=norm, pooling=pooling, groups=2)
+    assert model(torch.randn(2, 3, 227, 227)).shape == (2, 17)
+
+
+def test_alexnet_bn_matches_the_keras_parameter_count():
+    model = AlexNetBN(num_classes=17, input_size=224)
+    assert keras_param_count(model) == 24_834_833
+    assert count(model) == 24_815_697  # Keras' "trainable" count
+
+
+def test_too_small_input_names_the_layer_and_the_smallest_size():
+    with pytest.raises(
+        InputTooSmallError,
+        match=r"input 32x32 is too small: .* layer pool2 .* smallest input that works is 67x67",
+    ):
+        AlexNet(input_size=32)
+    with pytest.raises(InputTooSmallError, match=r"layer conv2 .* 16x16"):
+        LeNet5(input_size=8)
