@@ -1,0 +1,204 @@
+"""CIFAR-10 datamodule on a tiny archive written in the real format, in a read-only data directory."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import stat
+import tarfile
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from src.data import cifar10
+from src.data.cifar10 import CIFAR10DataModule, random_crops
+from src.errors import DataError
+
+PER_BATCH, TEST_SIZE, VAL_SIZE = 20, 30, 10
+# ${DATA_DIR:-<project root>/../shared/data}
+REAL_DATA_DIR = Path(os.environ.get("DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def _batch(rng: np.random.Generator, count: int, name: str) -> dict:
+    # The official files are Python 2 pickles whose keys torchvision reads, with encoding="latin1", as
+    # str ("data", "labels"); rows are 3072 bytes: 1024 red, 1024 green, 1024 blue, each row-major.
+    return {
+        "batch_label": name,
+        "labels": rng.integers(0, 10, count).tolist(),
+        "data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+        "filenames": [f"{name}_{i}.png" for i in range(count)],
+    }
+
+
+def write_archive(path: Path, seed: int = 0) -> dict[str, dict]:
+    """cifar-10-python.tar.gz with 5 x PER_BATCH training and TEST_SIZE test images; returns the batches."""
+    rng = np.random.default_rng(seed)
+    batches = {f"data_batch_{k}": _batch(rng, PER_BATCH, f"training batch {k}") for k in range(1, 6)}
+    batches["test_batch"] = _batch(rng, TEST_SIZE, "testing batch 1")
+    meta = {"label_names": list(CIFAR10DataModule.class_names), "num_cases_per_batch": PER_BATCH}
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in {**batches, "batches.meta": meta}.items():
+            blob = pickle.dumps(content, protocol=2)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return batches
+
+
+def snapshot(directory: Path) -> list[tuple[str, int, int]]:
+    """Every path below `directory` with its size and mtime: equal snapshots mean nothing was written."""
+    entries = [directory, *sorted(directory.rglob("*"))]
+    return [(str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns) for p in entries]
+
+
+@pytest.fixture
+def read_only_data(tmp_path: Path):
+    """A data directory holding the archive, chmod'ed read-only (root ignores that, hence snapshot())."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    batches = write_archive(data_dir / "cifar-10-python.tar.gz")
+    (data_dir / "cifar-10-python.tar.gz").chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    data_dir.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
+    yield data_dir, batches
+    data_dir.chmod(stat.S_IRWXU)  # let pytest clean up
+
+
+def make(data_dir: Path, cache_dir: Path, **overrides) -> CIFAR10DataModule:
+    kwargs = dict(num_classes=10, image_channels=3, input_size=32, input_channels=3, batch_size=16)
+    kwargs.update(val_size=VAL_SIZE, download=False)
+    return CIFAR10DataModule(str(data_dir), str(cache_dir), **{**kwargs, **overrides})
+
+
+def test_splits_come_from_the_cache_and_nothing_is_written_into_data_dir(read_only_data, tmp_path):
+    data_dir, batches = read_only_data
+    before = snapshot(data_dir)
+    datamodule = make(data_dir, tmp_path / "cache")
+    datamodule.prepare_data()
+    datamodule.setup()
+    sizes = {name: len(split) for name, split in datamodule.splits.items()}
+    assert sizes == {"train": 5 * PER_BATCH - VAL_SIZE, "val": VAL_SIZE, "test": TEST_SIZE}
+    assert snapshot(data_dir) == before
+    assert (tmp_path / "cache" / "cifar10" / "cifar-10-batches-py" / "test_batch").is_file()
+    assert [p.name for p in (tmp_path / "cache" / "cifar10").iterdir()] == ["cifar-10-batches-py"]
+    # uint8 NCHW, pixel for pixel the rows of the file (1024 R, 1024 G, 1024 B).
+    test = datamodule.splits["test"]
+    assert test.images.dtype == torch.uint8 and test.images.shape == (TEST_SIZE, 3, 32, 32)
+    expected = torch.from_numpy(batches["test_batch"]["data"]).view(TEST_SIZE, 3, 32, 32)
+    assert torch.equal(test.images, expected)
+    assert test.labels.tolist() == batches["test_batch"]["labels"]
+
+
+def test_validation_split_depends_only_on_split_seed(read_only_data, tmp_path):
+    data_dir, _ = read_only_data
+    first, again, other = (make(data_dir, tmp_path / "cache", split_seed=s) for s in (0, 0, 1))
+    for datamodule in (first, again, other):
+        datamodule.setup()
+    assert torch.equal(first.splits["val"].images, again.splits["val"].images)
+    assert not torch.equal(first.splits["val"].images, other.splits["val"].images)
+    train_and_val = torch.cat([first.splits["train"].images, first.splits["val"].images])
+    assert len(torch.unique(train_and_val.flatten(1), dim=0)) == 5 * PER_BATCH  # disjoint, all used
+
+
+def test_an_extracted_folder_is_read_where_it_is(read_only_data, tmp_path):
+    data_dir, _ = read_only_data
+    make(data_dir, tmp_path / "cache").prepare_data()
+    extracted = tmp_path / "extracted"
+    (tmp_path / "cache" / "cifar10").rename(extracted)
+    datamodule = make(extracted, tmp_path / "other-cache")
+    datamodule.setup()
+    assert len(datamodule.splits["test"]) == TEST_SIZE
+    assert not (tmp_path / "other-cache").exists()
+
+
+@pytest.mark.parametrize(
+    ("input_size", "input_channels"),
+    [(32, 3), (32, 1), (227, 3)],  # colour LeNet, grey LeNet, AlexNet
+)
+def test_batches_come_out_at_the_model_input(read_only_data, tmp_path, input_size, input_channels):
+    data_dir, _ = read_only_data
+    datamodule = make(data_dir, tmp_path / "cache", input_size=input_size, input_channels=input_channels)
+    datamodule.setup()
+    images, labels = next(iter(datamodule.train_dataloader()))
+    expected = (len(labels), input_channels, input_size, input_size)
+    for train in (True, False):
+        x = datamodule.to_model_input(images, train=train)
+        assert x.dtype == torch.float32 and x.shape == expected
+    x, _ = datamodule.on_after_batch_transfer((images, labels), 0)  # no trainer: evaluation
+    assert x.shape == expected
+
+
+def test_augment_is_a_random_padded_crop_with_flips(tmp_path):
+    torch.manual_seed(0)
+    images = torch.rand(16, 3, 32, 32)
+    augmented = make(tmp_path, tmp_path).augment(images)
+    assert augmented.shape == images.shape
+    assert not torch.equal(augmented, images)
+    padded = torch.nn.functional.pad(images, (4,) * 4)
+    for source, result in zip(padded, augmented, strict=True):  # each is one of the 9 x 9 x 2 views
+        views = [
+            window.flip(-1) if flip else window
+            for top in range(9)
+            for left in range(9)
+            for window in [source[:, top : top + 32, left : left + 32]]
+            for flip in (False, True)
+        ]
+        assert any(torch.equal(view, result) for view in views)
+
+
+def test_random_crops_without_padding_or_flip_are_windows():
+    images = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
+    crops = random_crops(images, size=4, flip=False)
+    assert crops.shape == (2, 1, 4, 4)
+    for image, crop in zip(images, crops, strict=True):
+        top, left = divmod(int(crop[0, 0, 0] - image[0, 0, 0]), 6)
+        assert torch.equal(crop, image[:, top : top + 4, left : left + 4])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_archive_names_the_file_and_leaves_no_extraction(tmp_path, damage):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    archive = data_dir / "cifar-10-python.tar.gz"
+    write_archive(archive)
+    blob = archive.read_bytes()
+    archive.write_bytes(blob[: len(blob) // 2] if damage == "truncated" else b"not an archive" * 64)
+    with pytest.raises(DataError, match="cifar-10-python.tar.gz") as caught:
+        make(data_dir, tmp_path / "cache").setup()
+    assert "replace it" in str(caught.value) and "\n" not in str(caught.value)
+    assert list((tmp_path / "cache" / "cifar10").iterdir()) == []  # no half-extracted folder, no scratch
+
+
+def test_missing_archive_says_what_where_and_DATA_DIR(tmp_path):
+    with pytest.raises(DataError) as caught:
+        make(tmp_path, tmp_path / "cache").setup()
+    message = str(caught.value)
+    assert "cifar-10-python.tar.gz" in message and str(tmp_path) in message and "DATA_DIR" in message
+    assert "\n" not in message
+
+
+def test_failed_download_is_the_same_one_line_plus_the_reason(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network here")
+
+    monkeypatch.setattr(cifar10, "download_url", offline)
+    with pytest.raises(DataError, match=r"DATA_DIR.*download failed.*no network here") as caught:
+        make(tmp_path, tmp_path / "cache", download=True).setup()
+    assert "\n" not in str(caught.value)
+    assert list((tmp_path / "cache" / "cifar10").iterdir()) == []  # no partial download left
+
+
+@pytest.mark.slow
+def test_real_cifar10(tmp_path):
+    archive = REAL_DATA_DIR / "cifar-10-python.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"{archive} is absent (set DATA_DIR to the directory that holds it)")
+    datamodule = make(archive.parent, tmp_path / "cache", val_size=5000)
+    datamodule.setup()
+    sizes = {name: len(split) for name, split in datamodule.splits.items()}
+    assert sizes == {"train": 45_000, "val": 5_000, "test": 10_000}
+    labels = torch.cat([datamodule.splits["train"].labels, datamodule.splits["val"].labels])
+    assert torch.bincount(labels).tolist() == [5000] * 10
