@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from src.data import cifar10
-from src.data.cifar10 import CIFAR10DataModule, random_crops
+from src.data import files
+from src.data.base import random_crops
+from src.data.cifar10 import CIFAR10DataModule
 from src.errors import DataError
 
 PER_BATCH, TEST_SIZE, VAL_SIZE = 20, 30, 10
@@ -184,7 +185,7 @@ def test_failed_download_is_the_same_one_line_plus_the_reason(tmp_path, monkeypa
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network here")
 
-    monkeypatch.setattr(cifar10, "download_url", offline)
+    monkeypatch.setattr(files, "download_url", offline)
     with pytest.raises(DataError, match=r"DATA_DIR.*download failed.*no network here") as caught:
         make(tmp_path, tmp_path / "cache", download=True).setup()
     assert "\n" not in str(caught.value)

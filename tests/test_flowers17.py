@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
-from src.data import cifar10, flowers17
+from src.data import files, flowers17
 from src.data.flowers17 import (
     CLASSES,
     Flowers17,
@@ -179,7 +179,7 @@ def test_failed_download_adds_the_reason(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network here")
 
-    monkeypatch.setattr(cifar10, "download_url", offline)  # what download_atomically calls
+    monkeypatch.setattr(files, "download_url", offline)  # what download_atomically calls
     with pytest.raises(DataError, match=r"DATA_DIR.*download failed.*no network here"):
         make(tmp_path, tmp_path / "cache", download=True).prepare_data()
     assert list((tmp_path / "cache" / "flowers17").iterdir()) == []  # no partial download left

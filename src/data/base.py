@@ -16,8 +16,6 @@ permutation, so every sample is seen once per epoch and a resumed run sees the s
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from src.errors import ConfigError
+from src.errors import ConfigError, DataError
 
 
 class TensorSplit(Dataset):
@@ -116,17 +114,26 @@ def fit_to_input(images: Tensor, size: int, channels: int, pad_from: int | None 
     raise ConfigError(f"cannot turn {have}-channel images into the model's {channels} input channels")
 
 
-def atomic_save(obj: object, path: Path) -> None:
-    """torch.save to a temporary file in the same directory, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def random_crops(images: Tensor, size: int, padding: int = 0, flip: bool = True) -> Tensor:
+    """A random `size` x `size` window of each image (zero-padded by `padding` first), mirrored
+    left-right with probability 1/2: one gather for the whole batch, no Python loop over samples.
+
+    Each image gets its own row indices `top + 0..size-1` and column indices `left + 0..size-1`
+    (reversed when it is flipped); advanced indexing with (N,1,1,1), (1,C,1,1), (N,1,S,1) and (N,1,1,S)
+    index tensors broadcasts them to the (N, C, S, S) output.
+    """
+    if padding:
+        images = F.pad(images, (padding,) * 4)
+    count, channels, height, width = images.shape
+    device = images.device
+    steps = torch.arange(size, device=device)
+    rows = torch.randint(0, height - size + 1, (count, 1), device=device) + steps
+    cols = torch.randint(0, width - size + 1, (count, 1), device=device) + steps
+    if flip:
+        cols = torch.where(torch.rand(count, 1, device=device) < 0.5, cols.flip(1), cols)
+    batch = torch.arange(count, device=device).view(count, 1, 1, 1)
+    channel = torch.arange(channels, device=device).view(1, channels, 1, 1)
+    return images[batch, channel, rows.view(count, 1, size, 1), cols.view(count, 1, 1, size)]
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -162,6 +169,27 @@ class InMemoryDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.seed, self.split_seed, self.download = seed, split_seed, download
         self.splits: dict[str, TensorSplit] = {}
+
+    def holdout_splits(
+        self, images: Tensor, labels: Tensor, test: TensorSplit, val_size: int
+    ) -> dict[str, TensorSplit]:
+        """train/val/test from a training set and a test split: `val_size` training images, drawn with
+        `split_seed` (the same ones for every run), are held out for validation. `val_size=0` trains on
+        all of them and validates on the test set, as the seed's Keras runs did (their "validation"
+        accuracy is a test accuracy: fine for a reproduction, not for model selection)."""
+        if val_size == 0:
+            return {"train": TensorSplit(images, labels), "val": test, "test": test}
+        if not 0 < val_size < len(labels):
+            raise DataError(
+                f"data.val_size={val_size} is out of range: must be 0 (validate on test) to {len(labels) - 1}"
+            )
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+        val_index, train_index = order[:val_size], order[val_size:]
+        return {
+            "train": TensorSplit(images[train_index], labels[train_index]),
+            "val": TensorSplit(images[val_index], labels[val_index]),
+            "test": test,
+        }
 
     # ---------------------------------------------------------------------------------- loaders
     def _rank_and_world(self) -> tuple[int, int]:

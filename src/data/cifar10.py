@@ -16,85 +16,21 @@ by 4 pixels, and random horizontal flips.
 
 from __future__ import annotations
 
-import gzip
-import os
 import pickle
 import shutil
-import tarfile
-import tempfile
-import zlib
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torchvision.datasets import CIFAR10
-from torchvision.datasets.utils import download_url
 
-from src.data.base import InMemoryDataModule, TensorSplit
+from src.data.base import InMemoryDataModule, TensorSplit, random_crops
+from src.data.files import download_atomically, extract_folder_atomically
 from src.errors import DataError
 
 ARCHIVE = CIFAR10.filename  # cifar-10-python.tar.gz
 FOLDER = CIFAR10.base_folder  # cifar-10-batches-py
 FILES = tuple(name for name, _ in CIFAR10.train_list + CIFAR10.test_list) + (CIFAR10.meta["filename"],)
-
-# Errors that mean "this archive is damaged", as opposed to "the cache is not writable".
-CORRUPT_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
-
-
-# ------------------------------------------------------------------------- shared file helpers
-def download_atomically(url: str, target: Path, md5: str | None = None) -> None:
-    """torchvision's `download_url` into a scratch directory beside `target`, renamed when complete.
-
-    `download_url` writes straight into its destination, so an interrupted download would otherwise
-    leave a truncated file that the next run finds and takes for the real one.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        download_url(url, str(scratch), filename=target.name, md5=md5)
-        os.replace(scratch / target.name, target)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def extract_folder_atomically(archive: Path, folder: str, target: Path) -> None:
-    """Unpack `<folder>/` of a tarball to `target`: into a scratch directory first, then one rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(scratch, filter="data")  # "data": no absolute paths, links out, devices
-        if not (scratch / folder).is_dir():
-            raise DataError(f"{archive} holds no {folder}/ folder; replace it with the official file")
-        os.replace(scratch / folder, target)
-    except CORRUPT_ARCHIVE as error:
-        raise DataError(f"cannot extract {archive}: {error}; replace it with the official file") from error
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-# ----------------------------------------------------------------------------- augmentation
-def random_crops(images: Tensor, size: int, padding: int = 0, flip: bool = True) -> Tensor:
-    """A random `size` x `size` window of each image (zero-padded by `padding` first), mirrored
-    left-right with probability 1/2: one gather for the whole batch, no Python loop over samples.
-
-    Each image gets its own row indices `top + 0..size-1` and column indices `left + 0..size-1`
-    (reversed when it is flipped); advanced indexing with (N,1,1,1), (1,C,1,1), (N,1,S,1) and (N,1,1,S)
-    index tensors broadcasts them to the (N, C, S, S) output.
-    """
-    if padding:
-        images = F.pad(images, (padding,) * 4)
-    count, channels, height, width = images.shape
-    device = images.device
-    steps = torch.arange(size, device=device)
-    rows = torch.randint(0, height - size + 1, (count, 1), device=device) + steps
-    cols = torch.randint(0, width - size + 1, (count, 1), device=device) + steps
-    if flip:
-        cols = torch.where(torch.rand(count, 1, device=device) < 0.5, cols.flip(1), cols)
-    batch = torch.arange(count, device=device).view(count, 1, 1, 1)
-    channel = torch.arange(channels, device=device).view(1, channels, 1, 1)
-    return images[batch, channel, rows.view(count, 1, size, 1), cols.view(count, 1, 1, size)]
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -179,15 +115,8 @@ class CIFAR10DataModule(InMemoryDataModule):
             return
         root = locate_cifar10(self.data_dir, self.cache_dir, self.download)
         images, labels = read_cifar10(root, train=True)
-        if not 0 < self.val_size < len(labels):
-            raise DataError(f"data.val_size={self.val_size} must be between 1 and {len(labels) - 1}")
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
-        val_index, train_index = order[: self.val_size], order[self.val_size :]
-        self.splits = {
-            "train": TensorSplit(images[train_index], labels[train_index]),
-            "val": TensorSplit(images[val_index], labels[val_index]),
-            "test": TensorSplit(*read_cifar10(root, train=False)),
-        }
+        test = TensorSplit(*read_cifar10(root, train=False))
+        self.splits = self.holdout_splits(images, labels, test, self.val_size)
 
     def augment(self, images: Tensor) -> Tensor:
         """Random 32x32 crops of the image zero-padded by 4, and random horizontal flips."""

@@ -34,10 +34,8 @@ from PIL import Image
 from torch import Tensor
 from torchvision.datasets import VisionDataset
 
-from src.data.base import InMemoryDataModule, TensorSplit, atomic_save
-
-# Flowers-17 shares CIFAR-10's file handling and its crop-and-flip gather.
-from src.data.cifar10 import CORRUPT_ARCHIVE, download_atomically, random_crops
+from src.data.base import InMemoryDataModule, TensorSplit, random_crops
+from src.data.files import CORRUPT_ARCHIVE, atomic_save, download_atomically
 from src.errors import ConfigError, DataError
 
 CLASSES = (

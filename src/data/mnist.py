@@ -11,16 +11,13 @@ training set is split deterministically into 55,000 for training and 5,000 for v
 
 from __future__ import annotations
 
-import gzip
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
-import torch
 from torchvision.datasets import MNIST
 
 from src.data.base import InMemoryDataModule, TensorSplit
+from src.data.files import gunzip_atomically
 from src.errors import DataError
 
 MNIST_FILES = (
@@ -29,18 +26,6 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-
-
-def _gunzip_atomically(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with gzip.open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.replace(tmp, target)
-    except (OSError, EOFError) as error:
-        Path(tmp).unlink(missing_ok=True)
-        raise DataError(f"cannot decompress {source}: {error}; replace it with the official file") from error
 
 
 def locate_mnist(data_dir: Path, cache_dir: Path) -> Path | None:
@@ -58,7 +43,7 @@ def locate_mnist(data_dir: Path, cache_dir: Path) -> Path | None:
             cache.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source / name, cache / name)
         elif (source / f"{name}.gz").is_file():
-            _gunzip_atomically(source / f"{name}.gz", cache / name)
+            gunzip_atomically(source / f"{name}.gz", cache / name)
         else:
             return None
     return cache_dir
@@ -105,13 +90,5 @@ class MNISTDataModule(InMemoryDataModule):
             train, test = MNIST(root, train=True), MNIST(root, train=False)
         except (RuntimeError, ValueError, OSError) as error:
             raise DataError(f"cannot read MNIST from {root / 'MNIST' / 'raw'}: {error}") from error
-        images, labels = train.data.unsqueeze(1), train.targets
-        if not 0 < self.val_size < len(labels):
-            raise DataError(f"data.val_size={self.val_size} must be between 1 and {len(labels) - 1}")
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
-        val_index, train_index = order[: self.val_size], order[self.val_size :]
-        self.splits = {
-            "train": TensorSplit(images[train_index], labels[train_index]),
-            "val": TensorSplit(images[val_index], labels[val_index]),
-            "test": TensorSplit(test.data.unsqueeze(1), test.targets),
-        }
+        test_split = TensorSplit(test.data.unsqueeze(1), test.targets)
+        self.splits = self.holdout_splits(train.data.unsqueeze(1), train.targets, test_split, self.val_size)

@@ -1,0 +1,80 @@
+"""Files on disk, written so that a crash or a damaged download never leaves a half-written one.
+
+Every writer here puts its output in a temporary name beside the target and renames it into place
+(`os.replace` is atomic on one filesystem): a later run either finds the whole file or none.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path
+
+import torch
+from torchvision.datasets.utils import download_url
+
+from src.errors import DataError
+
+# Errors that mean "this archive is damaged", as opposed to "the cache is not writable".
+CORRUPT_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def download_atomically(url: str, target: Path, md5: str | None = None) -> None:
+    """torchvision's `download_url` into a scratch directory beside `target`, renamed when complete.
+
+    `download_url` writes straight into its destination, so an interrupted download would otherwise
+    leave a truncated file that the next run finds and takes for the real one.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        download_url(url, str(scratch), filename=target.name, md5=md5)
+        os.replace(scratch / target.name, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def extract_folder_atomically(archive: Path, folder: str, target: Path) -> None:
+    """Unpack `<folder>/` of a tarball to `target`: into a scratch directory first, then one rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(scratch, filter="data")  # "data": no absolute paths, links out, devices
+        if not (scratch / folder).is_dir():
+            raise DataError(f"{archive} holds no {folder}/ folder; replace it with the official file")
+        os.replace(scratch / folder, target)
+    except CORRUPT_ARCHIVE as error:
+        raise DataError(f"cannot extract {archive}: {error}; replace it with the official file") from error
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """torch.save to a temporary file in the same directory, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def gunzip_atomically(source: Path, target: Path) -> None:
+    """Decompress `source` (.gz) to `target`; a damaged file is a DataError naming it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with gzip.open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, target)
+    except (OSError, EOFError) as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise DataError(f"cannot decompress {source}: {error}; replace it with the official file") from error
