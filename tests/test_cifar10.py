@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import io
-import os
-import pickle
 import stat
-import tarfile
 import urllib.error
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -18,42 +13,10 @@ from src.data import files
 from src.data.base import random_crops
 from src.data.cifar10 import CIFAR10DataModule
 from src.errors import DataError
+from tests.conftest import SHARED_DATA
+from tests.tiny_data import snapshot, write_cifar_archive
 
 PER_BATCH, TEST_SIZE, VAL_SIZE = 20, 30, 10
-# ${DATA_DIR:-<project root>/../shared/data}
-REAL_DATA_DIR = Path(os.environ.get("DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
-
-
-def _batch(rng: np.random.Generator, count: int, name: str) -> dict:
-    # The official files are Python 2 pickles whose keys torchvision reads, with encoding="latin1", as
-    # str ("data", "labels"); rows are 3072 bytes: 1024 red, 1024 green, 1024 blue, each row-major.
-    return {
-        "batch_label": name,
-        "labels": rng.integers(0, 10, count).tolist(),
-        "data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
-        "filenames": [f"{name}_{i}.png" for i in range(count)],
-    }
-
-
-def write_archive(path: Path, seed: int = 0) -> dict[str, dict]:
-    """cifar-10-python.tar.gz with 5 x PER_BATCH training and TEST_SIZE test images; returns the batches."""
-    rng = np.random.default_rng(seed)
-    batches = {f"data_batch_{k}": _batch(rng, PER_BATCH, f"training batch {k}") for k in range(1, 6)}
-    batches["test_batch"] = _batch(rng, TEST_SIZE, "testing batch 1")
-    meta = {"label_names": list(CIFAR10DataModule.class_names), "num_cases_per_batch": PER_BATCH}
-    with tarfile.open(path, "w:gz") as tar:
-        for name, content in {**batches, "batches.meta": meta}.items():
-            blob = pickle.dumps(content, protocol=2)
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
-    return batches
-
-
-def snapshot(directory: Path) -> list[tuple[str, int, int]]:
-    """Every path below `directory` with its size and mtime: equal snapshots mean nothing was written."""
-    entries = [directory, *sorted(directory.rglob("*"))]
-    return [(str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns) for p in entries]
 
 
 @pytest.fixture
@@ -61,7 +24,7 @@ def read_only_data(tmp_path: Path):
     """A data directory holding the archive, chmod'ed read-only (root ignores that, hence snapshot())."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    batches = write_archive(data_dir / "cifar-10-python.tar.gz")
+    batches = write_cifar_archive(data_dir / "cifar-10-python.tar.gz")
     (data_dir / "cifar-10-python.tar.gz").chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     data_dir.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
     yield data_dir, batches
@@ -164,7 +127,7 @@ def test_a_damaged_archive_names_the_file_and_leaves_no_extraction(tmp_path, dam
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     archive = data_dir / "cifar-10-python.tar.gz"
-    write_archive(archive)
+    write_cifar_archive(archive)
     blob = archive.read_bytes()
     archive.write_bytes(blob[: len(blob) // 2] if damage == "truncated" else b"not an archive" * 64)
     with pytest.raises(DataError, match="cifar-10-python.tar.gz") as caught:
@@ -194,7 +157,7 @@ def test_failed_download_is_the_same_one_line_plus_the_reason(tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_real_cifar10(tmp_path):
-    archive = REAL_DATA_DIR / "cifar-10-python.tar.gz"
+    archive = SHARED_DATA / "cifar-10-python.tar.gz"
     if not archive.is_file():
         pytest.skip(f"{archive} is absent (set DATA_DIR to the directory that holds it)")
     datamodule = make(archive.parent, tmp_path / "cache", val_size=5000)

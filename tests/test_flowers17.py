@@ -3,10 +3,8 @@ can be traced back to its number (and hence its class)."""
 
 from __future__ import annotations
 
-import io
 import os
 import stat
-import tarfile
 import urllib.error
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +12,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from scipy.io import savemat
 
 from src.data import files, flowers17
@@ -27,9 +24,9 @@ from src.data.flowers17 import (
     stratified_split,
 )
 from src.errors import ConfigError, DataError
+from tests.conftest import SHARED_DATA
+from tests.tiny_data import snapshot, tiny_flowers_jpegs, write_tgz
 
-# ${DATA_DIR:-<project root>/../shared/data}
-REAL_DATA_DIR = Path(os.environ.get("DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 EXPECTED_CLASSES = (
     "daffodil", "snowdrop", "lily valley", "bluebell", "crocus", "iris", "tigerlily", "tulip", "fritillary",
     "sunflower", "daisy", "colts' foot", "dandelion", "cowslip", "buttercup", "windflower", "pansy",
@@ -44,33 +41,7 @@ def colours() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def jpegs(colours) -> dict[int, bytes]:
-    """image_0001 … image_1360: landscape 16x12 and portrait 12x16 in turn, each one plain colour."""
-    encoded = {}
-    for number, colour in enumerate(colours, start=1):
-        size = (16, 12) if number % 2 else (12, 16)
-        buffer = io.BytesIO()
-        Image.new("RGB", size, tuple(int(c) for c in colour)).save(buffer, format="JPEG", quality=95)
-        encoded[number] = buffer.getvalue()
-    return encoded
-
-
-def write_tgz(path: Path, jpegs: dict[int, bytes]) -> Path:
-    """17flowers.tgz as distributed: jpg/files.txt and jpg/image_NNNN.jpg."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names = [f"image_{number:04d}.jpg" for number in jpegs]
-    members = {"jpg/files.txt": "\n".join(names).encode() + b"\n"}
-    members.update({f"jpg/{name}": jpeg for name, jpeg in zip(names, jpegs.values(), strict=True)})
-    with tarfile.open(path, "w:gz") as tar:
-        for name, blob in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
-    return path
-
-
-def snapshot(directory: Path) -> list[tuple[str, int, int]]:
-    entries = [directory, *sorted(directory.rglob("*"))]
-    return [(str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns) for p in entries]
+    return tiny_flowers_jpegs(colours)
 
 
 @pytest.fixture(scope="module")
@@ -272,14 +243,14 @@ def test_pca_lighting_shifts_each_image_by_one_colour(data_dir, cache_dir):
 # ------------------------------------------------------------------------------- real data
 @pytest.mark.slow
 def test_real_flowers17(tmp_path):
-    archive = REAL_DATA_DIR / "flowers17" / "17flowers.tgz"
+    archive = SHARED_DATA / "flowers17" / "17flowers.tgz"
     if not archive.is_file():
         pytest.skip(f"{archive} is absent (set DATA_DIR to the directory that holds flowers17/)")
-    dataset = Flowers17(REAL_DATA_DIR, cache_dir=tmp_path / "cache")  # the cache in tmp, never in shared/
+    dataset = Flowers17(SHARED_DATA, cache_dir=tmp_path / "cache")  # the cache in tmp, never in shared/
     assert len(dataset) == 1360 and dataset.data.shape == (1360, 3, 256, 256)
     assert torch.bincount(dataset.targets).tolist() == [80] * 17
     assert dataset.archive == archive
-    datamodule = make(REAL_DATA_DIR, tmp_path / "cache")
+    datamodule = make(SHARED_DATA, tmp_path / "cache")
     datamodule.setup()
     assert {name: len(split) for name, split in datamodule.splits.items()} == {
         "train": 680,

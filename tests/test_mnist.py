@@ -6,7 +6,7 @@ import torch
 
 from src.data.mnist import MNISTDataModule
 from src.errors import DataError
-from tests.conftest import make_tiny_mnist
+from tests.tiny_data import make_tiny_mnist
 
 
 def datamodule(data_dir, cache_dir, **kwargs) -> MNISTDataModule:
