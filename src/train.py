@@ -30,6 +30,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import user_errors, validate_command_line
+from src.insight import log_hparams
 
 
 def quiet_lightning() -> None:
@@ -107,6 +108,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "params": sum(p.numel() for p in module.parameters()),
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
     }
+    log_hparams(trainer, cfg, metrics)  # TensorBoard's HParams tab: this run's config + final metrics
     if trainer.is_global_zero:
         write_json_atomically(result, output_dir / "metrics.json")
         summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/"))

@@ -1,0 +1,444 @@
+"""TensorBoard insight: see what the networks, pooling and padding do.
+
+Every callback here writes into the run's TensorBoard event files (`<run dir>/tensorboard/`), and each is
+its own entry in conf/callbacks/insight.yaml, so any of them can be switched off on the command line,
+e.g. `callbacks.feature_maps=null`. Images are logged every `callbacks.every_n_epochs` epochs (and at
+the last epoch), at the trainer's global step, so TensorBoard's step slider walks through training.
+
+    scalars   train/images_per_second                    ImagesPerSecond
+    images    inputs/train  (the batch as the model sees it) InputGrid
+              filters/<first conv>  (the learnt kernels)  ConvFilters
+              feature_maps/NN_<layer> (one fixed example)  FeatureMaps
+              confusion_matrix/val, /test                 ConfusionAndMistakes
+              mistakes/val, /test (most confident errors)  ConfusionAndMistakes
+    hparams   the flattened config + final metrics         log_hparams (called by src/train.py)
+    graphs    the network traced from example_input_array  TensorBoardLogger(log_graph=True)
+
+Rules every callback follows:
+- nothing is logged unless the run has a TensorBoard logger (`fast_dev_run` swaps the loggers for a
+  DummyLogger, `logger=none` has none: the callbacks then do nothing);
+- no per-step host synchronisation: whatever is collected per batch stays on the device and is only
+  copied to the host once, when it is drawn;
+- images are logged from global rank 0 only.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torchvision.utils import make_grid
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def tensorboard(trainer: L.Trainer):
+    """The run's SummaryWriter (torch.utils.tensorboard), or None when there is no TensorBoard logger."""
+    for logger in trainer.loggers:
+        if isinstance(logger, LightningTensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def network(pl_module: L.LightningModule) -> nn.Module:
+    """The plain nn.Module inside the LightningModule (ImageClassifier keeps it in `.model`)."""
+    return getattr(pl_module, "model", pl_module)
+
+
+def class_names(trainer: L.Trainer, num_classes: int) -> list[str]:
+    names = list(getattr(trainer.datamodule, "class_names", ()) or ())
+    return names if len(names) == num_classes else [str(i) for i in range(num_classes)]
+
+
+def to_unit_range(x: Tensor) -> Tensor:
+    """Min-max scale a tensor to [0, 1] (one scale for the whole tensor, so relative strengths survive)."""
+    low, high = x.min(), x.max()
+    return (x - low) / (high - low).clamp_min(1e-8)
+
+
+def enlarge(images: Tensor, min_size: int) -> Tensor:
+    """Nearest-neighbour upscaling of (N, C, H, W) so that tiny maps (LeNet-5's 5x5) stay visible."""
+    factor = max(1, math.ceil(min_size / max(images.shape[-2:])))
+    return images if factor == 1 else F.interpolate(images, scale_factor=factor, mode="nearest")
+
+
+def figure_to_image(figure) -> Tensor:
+    """Render a matplotlib figure (Agg, no display needed) into a (3, H, W) uint8 tensor."""
+    import numpy as np
+    from PIL import Image
+
+    plt = pyplot()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    buffer.seek(0)
+    array = torch.from_numpy(np.array(Image.open(buffer).convert("RGB")))
+    return array.permute(2, 0, 1).contiguous()
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: draws into memory, works without a display."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+class EveryNEpochs(Callback):
+    """Base: `due(trainer)` is true every `every_n_epochs` epochs and at the last epoch."""
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        self.every_n_epochs = max(1, int(every_n_epochs))
+
+    def due(self, trainer: L.Trainer) -> bool:
+        if trainer.sanity_checking or not trainer.is_global_zero or tensorboard(trainer) is None:
+            return False
+        epoch = trainer.current_epoch + 1
+        return epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
+
+
+# ------------------------------------------------------------------------------------------ scalars
+class ImagesPerSecond(Callback):
+    """`train/images_per_second`: training throughput of each epoch (all ranks together).
+
+    Counting uses the batch's shape (a Python int, no device sync); the clock stops at the epoch's last
+    training batch, so validation time is not counted. On a GPU that one moment synchronises once per
+    epoch, so the queued kernels are included.
+    """
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.images, self.start, self.stop = 0, time.perf_counter(), None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self.images += len(batch[1])
+        if batch_idx + 1 >= trainer.num_training_batches:
+            if pl_module.device.type == "cuda":
+                torch.cuda.synchronize(pl_module.device)
+            self.stop = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        seconds = (self.stop or time.perf_counter()) - self.start
+        if self.images and seconds > 0:
+            pl_module.log("train/images_per_second", self.images / seconds, reduce_fx="sum", sync_dist=True)
+
+
+# ------------------------------------------------------------------------------------------ images
+class InputGrid(EveryNEpochs):
+    """`inputs/train`: the first training batch of the epoch exactly as the network receives it, i.e.
+    after the datamodule's `to_model_input(images, train=True)`: augmented, resized/padded to the
+    model's input (MNIST's 28x28 -> 32x32 for LeNet-5), normalised. Shown min-max scaled."""
+
+    def __init__(self, every_n_epochs: int = 1, num_images: int = 64) -> None:
+        super().__init__(every_n_epochs)
+        self.num_images = num_images
+        self.batch: Tensor | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if batch_idx == 0 and self.due(trainer):
+            self.batch = batch[0][: self.num_images].detach().clone()  # stays on the device
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.batch is None or not self.due(trainer):
+            return
+        images = self.batch.float().cpu()
+        if images.ndim == 5:  # several crops per image: show the first
+            images = images[:, 0]
+        grid = make_grid(to_unit_range(images), nrow=int(math.sqrt(len(images))) or 1, padding=2)
+        tensorboard(trainer).add_image("inputs/train", grid, trainer.global_step)
+        self.batch = None
+
+
+class ConvFilters(EveryNEpochs):
+    """`filters/<name>`: the kernels of the first convolution, one tile per (output, input) channel
+    pair; RGB tiles when the layer reads 3 channels (AlexNet's 96 11x11x3 colour detectors).
+    Each kernel is scaled on its own: what matters is its pattern (edge, blob, colour), not its size."""
+
+    def __init__(self, every_n_epochs: int = 1, min_tile: int = 33) -> None:
+        super().__init__(every_n_epochs)
+        self.min_tile = min_tile
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.due(trainer):
+            return
+        named = [(n, m) for n, m in network(pl_module).named_modules() if isinstance(m, nn.Conv2d)]
+        if not named:
+            return
+        name, conv = named[0]
+        weight = conv.weight.detach().float().cpu()  # (out, in / groups, k, k)
+        tiles = weight if weight.shape[1] == 3 else weight.flatten(0, 1).unsqueeze(1)
+        low = tiles.amin(dim=(1, 2, 3), keepdim=True)
+        high = tiles.amax(dim=(1, 2, 3), keepdim=True)
+        tiles = enlarge((tiles - low) / (high - low).clamp_min(1e-8), self.min_tile)
+        nrow = weight.shape[1] if weight.shape[1] != 3 and weight.shape[1] > 1 else 16
+        grid = make_grid(tiles, nrow=min(nrow, len(tiles)), padding=2, pad_value=0.5)
+        tensorboard(trainer).add_image(f"filters/{name}", grid, trainer.global_step)
+
+
+class FeatureMaps(EveryNEpochs):
+    """`feature_maps/NN_<layer>`: one fixed validation image after every layer of `model.features`.
+
+    The image is the first of the validation set (the same in every run, so runs compare tile for tile).
+    Every channel of a layer is one tile, all tiles of a layer share one grey scale (black = the layer's
+    lowest value, white = its highest), so you can see
+    - padding: `valid` convolutions shrink the map and lose the border (LeNet-5: 32 -> 28), `same`
+      keeps the size and draws a frame where the zero padding was;
+    - pooling: max keeps the bright strokes (strongest response), avg blurs them, min keeps the weakest
+      response: after a ReLU mostly zeros (a dark map), after tanh the dark background.
+    The image sizes in the dashboard are the real map sizes times an integer factor (nearest
+    neighbour), and `feature_maps/shapes` (a text entry) lists every layer's output shape.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, min_tile: int = 64, max_channels: int = 64) -> None:
+        super().__init__(every_n_epochs)
+        self.min_tile, self.max_channels = min_tile, max_channels
+        self.example: Tensor | None = None
+        self.shapes_logged = False
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.example is None and batch_idx == 0 and dataloader_idx == 0:
+            example = batch[0][:1].detach().clone()
+            self.example = example[:, 0] if example.ndim == 5 else example  # one crop of a ten-crop
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        features = getattr(network(pl_module), "features", None)
+        if self.example is None or features is None or not self.due(trainer):
+            return
+        writer, step = tensorboard(trainer), trainer.global_step
+        x, shapes = self.example.to(pl_module.device), [f"input: {tuple(self.example.shape[1:])}"]
+        with torch.no_grad():
+            self._log(writer, "00_input", x, step)
+            for index, (name, layer) in enumerate(features.named_children(), start=1):
+                x = layer(x)  # in eval mode: dropout off, BatchNorm uses its running statistics
+                self._log(writer, f"{index:02d}_{name}", x, step)
+                shapes.append(f"{index:02d}_{name} ({type(layer).__name__}): {tuple(x.shape[1:])}")
+        if not self.shapes_logged:  # markdown: two trailing spaces end a line
+            writer.add_text("feature_maps/shapes", "  \n".join(shapes), step)
+            self.shapes_logged = True
+
+    def _log(self, writer, tag: str, x: Tensor, step: int) -> None:
+        maps = x[0, : self.max_channels].float().cpu().unsqueeze(1)  # (channels, 1, H, W)
+        maps = enlarge(to_unit_range(maps), self.min_tile)
+        grid = make_grid(maps, nrow=math.ceil(math.sqrt(len(maps))), padding=2, pad_value=1.0)
+        writer.add_image(f"feature_maps/{tag}", grid, step)
+
+
+class ConfusionAndMistakes(EveryNEpochs):
+    """`confusion_matrix/{val,test}` and `mistakes/{val,test}`.
+
+    Needs the logits: ImageClassifier's validation_step and test_step return them. Per batch, the
+    confusion counts are added with one `bincount` and the `num_mistakes` most confident wrong
+    predictions are kept with one `topk`, both on the device; they are drawn (matplotlib, Agg) at the
+    end of the epoch: rows are true classes, columns predictions, colour = share of the row.
+    """
+
+    def __init__(
+        self, every_n_epochs: int = 1, num_mistakes: int = 16, confusion: bool = True, mistakes: bool = True
+    ) -> None:
+        super().__init__(every_n_epochs)
+        self.num_mistakes, self.confusion, self.mistakes = num_mistakes, confusion, mistakes
+        self.state: dict[str, Tensor] | None = None
+
+    # ---- collection
+    def _start(self, trainer: L.Trainer, stage: str) -> None:
+        active = (stage == "test" and trainer.is_global_zero and tensorboard(trainer) is not None) or (
+            stage == "val" and self.due(trainer)
+        )
+        self.state = {} if active else None
+
+    def _collect(self, outputs: Any, batch: Sequence[Tensor]) -> None:
+        if self.state is None or not isinstance(outputs, Tensor):
+            return
+        images, labels = batch[0], batch[1]
+        logits = outputs.detach().float()
+        classes = logits.shape[1]
+        probabilities = logits.softmax(dim=1)
+        confidence, predicted = probabilities.max(dim=1)
+        counts = torch.bincount(labels * classes + predicted, minlength=classes * classes)
+        state = self.state
+        state["counts"] = state["counts"] + counts if "counts" in state else counts
+        # candidates: this batch's errors (confidence -1 for the correct ones) and the best so far
+        wrong = torch.where(predicted != labels, confidence, torch.full_like(confidence, -1.0))
+        if images.ndim == 5:
+            images = images[:, 0]
+        candidates = {
+            "score": wrong,
+            "images": images.detach(),
+            "labels": labels,
+            "predicted": predicted,
+        }
+        if "score" in state:
+            candidates = {k: torch.cat([state[k], v]) for k, v in candidates.items()}
+        keep = candidates["score"].topk(min(self.num_mistakes, len(candidates["score"]))).indices
+        state.update({k: v[keep] for k, v in candidates.items()})
+
+    # ---- drawing
+    def _draw(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not self.state or "counts" not in self.state:
+            self.state = None
+            return
+        writer, step, state = tensorboard(trainer), trainer.global_step, self.state
+        self.state = None
+        classes = math.isqrt(len(state["counts"]))
+        names = class_names(trainer, classes)
+        if self.confusion:
+            matrix = state["counts"].view(classes, classes).cpu()
+            writer.add_image(f"confusion_matrix/{stage}", confusion_figure(matrix, names, stage), step)
+        if self.mistakes:
+            wrong = state["score"] >= 0
+            if bool(wrong.any()):
+                image = mistakes_figure(
+                    state["images"][wrong].float().cpu(),
+                    state["labels"][wrong].cpu(),
+                    state["predicted"][wrong].cpu(),
+                    state["score"][wrong].cpu(),
+                    names,
+                )
+                writer.add_image(f"mistakes/{stage}", image, step)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._start(trainer, "val")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._collect(outputs, batch)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._draw(trainer, pl_module, "val")
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start(trainer, "test")
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._collect(outputs, batch)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._draw(trainer, pl_module, "test")
+
+
+def confusion_figure(matrix: Tensor, names: Sequence[str], title: str = "") -> Tensor:
+    """The confusion matrix as an image: colour = fraction of the true class, numbers = counts."""
+    plt = pyplot()
+    classes = len(names)
+    rows = matrix.double() / matrix.sum(dim=1, keepdim=True).clamp_min(1)
+    size = max(4.5, 0.45 * classes + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    axes.imshow(rows.numpy(), cmap="Blues", vmin=0, vmax=1)
+    axes.set_xticks(range(classes), names, rotation=90 if max(map(len, names)) > 2 else 0)
+    axes.set_yticks(range(classes), names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    accuracy = matrix.diag().sum().item() / max(1, matrix.sum().item())
+    axes.set_title(f"{title} confusion matrix, accuracy {accuracy:.4f}".strip())
+    if classes <= 20:
+        for true in range(classes):
+            for pred in range(classes):
+                count = int(matrix[true, pred])
+                if count:
+                    colour = "white" if rows[true, pred] > 0.5 else "black"
+                    axes.text(pred, true, str(count), ha="center", va="center", fontsize=7, color=colour)
+    return figure_to_image(figure)
+
+
+def mistakes_figure(
+    images: Tensor, labels: Tensor, predicted: Tensor, confidence: Tensor, names: Sequence[str]
+) -> Tensor:
+    """The most confident mistakes, each titled `true -> predicted (confidence)`."""
+    plt = pyplot()
+    count = len(images)
+    columns = min(8, count)
+    rows = math.ceil(count / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index >= count:
+            continue
+        image = to_unit_range(images[index]).permute(1, 2, 0).numpy()
+        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+        true, pred = names[int(labels[index])], names[int(predicted[index])]
+        axis.set_title(f"{true} → {pred}\n({float(confidence[index]):.2f})", fontsize=8)
+    figure.suptitle("most confident mistakes: true → predicted (confidence)", fontsize=9)
+    return figure_to_image(figure)
+
+
+# ------------------------------------------------------------------------------------------ graph
+class TensorBoardLogger(LightningTensorBoardLogger):
+    """Lightning's TensorBoardLogger, with a graph that works with our datamodules.
+
+    With `log_graph=True` Lightning traces `example_input_array` at the start of fit, but first passes it
+    through the datamodule's `on_after_batch_transfer`, which here expects an (images, labels) batch of
+    uint8 images. The example is already a model input, so we only move it to the module's device.
+    """
+
+    def log_graph(self, model: L.LightningModule, input_array: Tensor | None = None) -> None:
+        # Lightning calls this at the start of fit and again of test: one graph per run is enough.
+        if not self._log_graph or getattr(self, "_graph_logged", False):
+            return
+        example = model.example_input_array if input_array is None else input_array
+        if not isinstance(example, Tensor):
+            return super().log_graph(model, input_array)
+        from lightning.pytorch.core.module import _jit_is_scripting
+
+        with _jit_is_scripting(), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notice; TensorBoard still uses it
+            self.experiment.add_graph(model, example.to(model.device))
+        self._graph_logged = True
+
+
+# ------------------------------------------------------------------------------------------ hparams
+HPARAM_GROUPS = ("model", "data", "pooling", "padding", "optimizer", "scheduler", "experiment")
+HPARAM_KEYS = ("seed", "trainer.max_epochs", "data.batch_size", "module.label_smoothing")
+
+
+def flat_hparams(cfg: DictConfig, choices: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config as one flat dict for TensorBoard's HParams tab: the group choices (`model=lenet5`) and
+    the values that distinguish runs (model and optimizer settings, epochs, batch size, seed)."""
+    choices = dict(choices or {})
+    params: dict[str, Any] = {}
+    for group in HPARAM_GROUPS:
+        value = choices.get(group)
+        if value is None and group in ("pooling", "padding") and cfg.get(group):
+            value = cfg[group].get("name")
+        params[group] = "none" if value is None else str(value)
+    for section in ("model", "optimizer", "scheduler"):
+        node = cfg.get(section)
+        if isinstance(node, DictConfig):
+            for key, value in OmegaConf.to_container(node, resolve=True).items():
+                if not key.startswith("_") and not isinstance(value, dict | list):
+                    params[f"{section}.{key}"] = value
+    for key in HPARAM_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            params[key] = value
+    return {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in params.items()}
+
+
+def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: Mapping[str, float]) -> None:
+    """Write the run's config + final metrics into TensorBoard's HParams tab (one row per run).
+
+    The metrics are stored under `hparams/<name>` (e.g. `hparams/test_acc`), so they do not add a
+    stray step-0 point to the `test/acc` or `val/acc` curves.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    loggers = [lg for lg in trainer.loggers if isinstance(lg, LightningTensorBoardLogger)]
+    if not loggers or not trainer.is_global_zero:
+        return
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    params = flat_hparams(cfg, choices)
+    wanted = ("val/acc", "val/acc_best", "val/loss", "test/acc", "test/loss", "train/images_per_second")
+    values = {f"hparams/{k.replace('/', '_')}": float(metrics[k]) for k in wanted if k in metrics}
+    values["hparams/epochs"] = float(trainer.current_epoch)
+    for logger in loggers:
+        logger.log_hyperparams(params, values)
+        logger.experiment.flush()
