@@ -1,0 +1,169 @@
+"""Evaluate a finished run again: accuracy, per-class accuracy and the confusion matrix.
+
+    python -m src.eval outputs/train/runs/2026-11-25_17-00-44
+    python -m src.eval <run dir> split=val
+    python -m src.eval <run dir> split=test data.data_dir=/elsewhere data.eval_batch_size=500
+
+The run's own saved config (`<run>/config.yaml`, the resolved one, else `.hydra/config.yaml`) rebuilds
+the datamodule and the network; the weights come from the run's best checkpoint (metrics.json's
+`best_checkpoint`, else `checkpoints/last.ckpt`), loaded with `torch.load(weights_only=True)`: our
+checkpoints hold tensors and plain values only, never pickled code. Further `key=value` overrides
+change the saved config (unknown keys are an error). The split is evaluated in order, in batches of
+`data.eval_batch_size`, with the validation/test view of the images (no augmentation), exactly as
+`trainer.test` saw it, so `split=test` reproduces the run's test/acc.
+
+Prints the results and writes them next to the run: `<run>/eval_<split>.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import user_errors
+from src.errors import UserError
+
+SPLITS = ("test", "val", "train")
+
+
+def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The run's saved config with `key=value` overrides applied (struct mode: no new keys)."""
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a directory; give the directory of a finished run")
+    for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
+        if path.is_file():
+            cfg = OmegaConf.load(path)
+            break
+    else:
+        raise UserError(f"{run_dir} is not a run directory: it has no config.yaml or .hydra/config.yaml")
+    OmegaConf.set_struct(cfg, True)
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or not key:
+            raise UserError(f"{override!r} is not key=value")
+        if OmegaConf.select(cfg, key, default=KeyError) is KeyError:
+            raise UserError(f"{key} is not a key of the run's config")
+        OmegaConf.update(cfg, key, yaml_value(value), merge=True)
+    return cfg
+
+
+def yaml_value(text: str) -> Any:
+    """`3` -> 3, `true` -> True, `null` -> None, anything else stays a string (as Hydra reads values)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def find_checkpoint(run_dir: Path) -> Path:
+    """metrics.json's best_checkpoint (also looked up in <run>/checkpoints/ when the run was moved),
+    else checkpoints/last.ckpt."""
+    candidates = []
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        best = json.loads(metrics.read_text()).get("best_checkpoint")
+        if best:
+            candidates += [Path(best), run_dir / "checkpoints" / Path(best).name]
+    candidates.append(run_dir / "checkpoints" / "last.ckpt")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise UserError(
+        f"no checkpoint in {run_dir}: neither metrics.json's best_checkpoint nor checkpoints/last.ckpt"
+    )
+
+
+def evaluate(run_dir: Path, split: str = "test", overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Rebuild the run, load its checkpoint, evaluate `split`; return (and write) the results."""
+    if split not in SPLITS:
+        raise UserError(f"split={split} is not a choice; allowed: {', '.join(SPLITS)}")
+    cfg = load_run_config(run_dir, overrides)
+    checkpoint_path = find_checkpoint(run_dir)
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.module, model=instantiate(cfg.model))
+    try:
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated file, or one that would need pickled code
+        raise UserError(f"cannot load {checkpoint_path}: {str(error).splitlines()[0]}") from error
+    module.load_state_dict(checkpoint["state_dict"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    module.to(device).eval()
+
+    datamodule.setup("test")
+    data = datamodule.splits[split]
+    classes = module.model.num_classes
+    counts = torch.zeros(classes * classes, dtype=torch.long, device=device)
+    batch_size = datamodule.eval_batch_size
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            images, labels = data[list(range(start, min(start + batch_size, len(data))))]
+            images, labels = images.to(device), labels.to(device)
+            predicted = module(datamodule.to_model_input(images, train=False)).argmax(dim=1)
+            counts += torch.bincount(labels * classes + predicted, minlength=classes * classes)
+    matrix = counts.view(classes, classes).cpu()
+    names = list(getattr(datamodule, "class_names", ()) or ()) or [str(i) for i in range(classes)]
+    per_class = matrix.diag().double() / matrix.sum(dim=1).clamp_min(1).double()
+    result = {
+        "run_dir": str(run_dir),
+        "split": split,
+        "checkpoint": str(checkpoint_path),
+        "accuracy": matrix.diag().sum().item() / max(1, matrix.sum().item()),
+        "correct": int(matrix.diag().sum()),
+        "total": int(matrix.sum()),
+        "class_names": names,
+        "per_class_accuracy": {name: float(acc) for name, acc in zip(names, per_class, strict=True)},
+        "confusion_matrix": matrix.tolist(),
+        "overrides": list(overrides),
+    }
+    (run_dir / f"eval_{split}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    names = result["class_names"]
+    lines = [
+        f"{result['split']} accuracy {result['accuracy']:.4f} ({result['correct']}/{result['total']})"
+        f"  checkpoint {result['checkpoint']}",
+        "",
+        "per-class accuracy:",
+        *(f"  {name:>12}  {acc:.4f}" for name, acc in result["per_class_accuracy"].items()),
+        "",
+        "confusion matrix (rows: true, columns: predicted):",
+    ]
+    width = max(5, *(len(str(v)) for row in result["confusion_matrix"] for v in row), *map(len, names))
+    lines.append(" " * 12 + " ".join(name[:width].rjust(width) for name in names))
+    for name, row in zip(names, result["confusion_matrix"], strict=True):
+        lines.append(f"{name[:12]:>12}" + " ".join(str(v).rjust(width) for v in row))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="the directory of a finished run")
+    parser.add_argument("overrides", nargs="*", help="split=test|val|train and key=value config overrides")
+    args = parser.parse_args(argv)
+    split = "test"
+    overrides = []
+    for override in args.overrides:
+        if override.startswith("split="):
+            split = override.partition("=")[2]
+        else:
+            overrides.append(override)
+    with user_errors():
+        result = evaluate(args.run_dir, split, overrides)
+        print(format_result(result))
+        print(f"\nwrote {args.run_dir / f'eval_{split}.json'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
