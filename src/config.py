@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.errors import ConfigError, UserError
+from src.schema import check_writable, output_directory, validate_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
@@ -85,8 +86,10 @@ def validate_command_line(argv: Sequence[str]) -> None:
     cfg = compose_config([arg for arg in argv if not arg.startswith("-")])
     for key in ("model", "data", "module"):
         OmegaConf.to_container(cfg[key], resolve=True)
+    validate_config(cfg)  # src/schema.py: types, ranges, devices, combinations (before the model sees them)
     with torch.device("meta"):
         instantiate(cfg.model)
+    check_writable(output_directory(cfg, argv))  # last: it creates the log directory
 
 
 def _root_cause(error: BaseException) -> BaseException:

@@ -1,0 +1,221 @@
+"""The rules a composed config must satisfy before anything is built or trained.
+
+`validate_config` checks the values users set on the command line (types, ranges, known names) and the
+combinations that can only fail later (a GPU trainer on a machine without one, an input larger than
+the decoded Flowers-17 images, ...). Every broken rule becomes one clause naming the key, the bad value
+and what is allowed, e.g. `optimizer.lr=-1 is out of range: must be > 0`; all broken rules of a command
+line are reported together, on one line, by src.config.validate_command_line.
+
+The rules are a table: a key absent from the composed config (e.g. `model.dropout` for LeNet-5) is
+skipped, so one table serves every model, dataset, optimizer and scheduler.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from src.errors import ConfigError
+
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    kind: str  # "int", "number", "bool", "choice"
+    allowed: str  # what the message says is allowed
+    check: Callable[[Any], bool] = lambda value: True
+    nullable: bool = False
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+PRECISIONS = (
+    "64-true", "64", "32-true", "32", "16-mixed", "16", "16-true", "bf16-mixed", "bf16", "bf16-true",
+    "transformer-engine", "transformer-engine-float16",
+)  # fmt: skip
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
+
+RULES: tuple[Rule, ...] = (
+    Rule("seed", "int", "an integer or null", nullable=True),
+    Rule("threads", "int", "an integer >= 1 or null", lambda v: v >= 1, nullable=True),
+    Rule("optimizer.lr", "number", "> 0", lambda v: v > 0),
+    Rule("optimizer.weight_decay", "number", ">= 0", lambda v: v >= 0),
+    Rule("optimizer.momentum", "number", "0 <= momentum < 1", lambda v: 0 <= v < 1),
+    Rule("scheduler.max_lr", "number", "> 0", lambda v: v > 0),
+    Rule("scheduler.step_size", "int", "an integer >= 1", lambda v: v >= 1),
+    Rule("scheduler.gamma", "number", "> 0", lambda v: v > 0),
+    Rule("scheduler.T_max", "int", "an integer >= 1", lambda v: v >= 1),
+    Rule("scheduler.factor", "number", "0 < factor < 1", lambda v: 0 < v < 1),
+    Rule("scheduler.patience", "int", "an integer >= 0", lambda v: v >= 0),
+    Rule("scheduler.pct_start", "number", "0 < pct_start < 1", lambda v: 0 < v < 1),
+    Rule("data.batch_size", "int", "an integer >= 1", lambda v: v >= 1),
+    Rule("data.eval_batch_size", "int", "an integer >= 1", lambda v: v >= 1),
+    Rule("data.val_size", "int", "an integer >= 1", lambda v: v >= 1),
+    Rule("data.split_seed", "int", "an integer"),
+    Rule("data.split_index", "int", "1, 2, 3 or null", lambda v: v in (1, 2, 3), nullable=True),
+    Rule("data.augmentation", "bool", "true or false"),
+    Rule("data.ten_crop_test", "bool", "true or false"),
+    Rule("data.download", "bool", "true or false"),
+    Rule("model.input_size", "int", "an integer >= 1", lambda v: v >= 1),
+    Rule("model.in_channels", "int", "an integer >= 1", lambda v: v >= 1),
+    Rule("model.num_classes", "int", "an integer >= 2", lambda v: v >= 2),
+    Rule("model.dropout", "number", "0 <= dropout < 1", lambda v: 0 <= v < 1),
+    Rule("module.label_smoothing", "number", "0 <= label_smoothing < 1", lambda v: 0 <= v < 1),
+    Rule("module.scheduler_interval", "choice", "epoch or step", lambda v: v in ("epoch", "step")),
+    Rule("trainer.max_epochs", "int", "an integer >= 1", lambda v: v >= 1),
+    Rule("trainer.min_epochs", "int", "an integer >= 0", lambda v: v >= 0, nullable=True),
+    Rule(
+        "trainer.check_val_every_n_epoch", "int", "an integer >= 1 or null", lambda v: v >= 1, nullable=True
+    ),
+    Rule("trainer.log_every_n_steps", "int", "an integer >= 1", lambda v: v >= 1),
+    Rule("trainer.deterministic", "bool", "true or false", nullable=True),
+    Rule("trainer.fast_dev_run", "fast_dev_run", "true, false or a number of batches >= 0"),
+    Rule("trainer.precision", "choice", ", ".join(PRECISIONS), lambda v: str(v) in PRECISIONS),
+    Rule("trainer.accelerator", "choice", ", ".join(ACCELERATORS), lambda v: v in ACCELERATORS),
+)
+
+
+def _value(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+
+
+def _kind_ok(kind: str, value: Any) -> bool:
+    if kind == "int":
+        return _int(value)
+    if kind == "number":
+        return _number(value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "fast_dev_run":
+        return isinstance(value, bool) or (_int(value) and value >= 0)
+    return True
+
+
+_KIND_NAMES = {"int": "an integer", "number": "a number", "bool": "true or false"}
+
+
+def check_rule(rule: Rule, value: Any) -> str | None:
+    """The clause for a broken rule, or None."""
+    if value is None and rule.nullable:
+        return None
+    if not _kind_ok(rule.kind, value):
+        if rule.kind in _KIND_NAMES:
+            return f"{rule.key}={value} is not {_KIND_NAMES[rule.kind]}: must be {rule.allowed}"
+        return f"{rule.key}={value} is not allowed: must be {rule.allowed}"
+    if rule.kind in ("int", "number") and not rule.check(value):
+        return f"{rule.key}={value} is out of range: must be {rule.allowed}"
+    if rule.kind == "choice" and not rule.check(value):
+        return f"{rule.key}={value} is not a choice; allowed: {rule.allowed}"
+    return None
+
+
+def _devices_problem(cfg: DictConfig) -> str | None:
+    """trainer.accelerator / trainer.devices that this machine cannot provide."""
+    accelerator, devices = _value(cfg, "trainer.accelerator"), _value(cfg, "trainer.devices")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        return (
+            f"trainer.accelerator={accelerator} is not available: no CUDA GPU on this machine; "
+            "use trainer=cpu (or trainer.accelerator=cpu)"
+        )
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        return "trainer.accelerator=mps is not available on this machine; use trainer=cpu"
+    if accelerator == "tpu":
+        return "trainer.accelerator=tpu is not supported here; use trainer=cpu or trainer=gpu"
+    if devices is _ABSENT or devices in ("auto", -1, "-1"):
+        return None
+    if _int(devices):
+        if devices < 1:
+            return f"trainer.devices={devices} is out of range: must be an integer >= 1, -1 or auto"
+        if accelerator in ("gpu", "cuda") and devices > torch.cuda.device_count():
+            return (
+                f"trainer.devices={devices} is not available: this machine has "
+                f"{torch.cuda.device_count()} CUDA GPU(s)"
+            )
+        return None
+    if isinstance(devices, str | Sequence):
+        return None  # "0,1" or [0, 1]: Lightning parses and checks these itself
+    return f"trainer.devices={devices} is not allowed: must be an integer >= 1, a list of ids, -1 or auto"
+
+
+def _combination_problems(cfg: DictConfig) -> list[str]:
+    problems = []
+    target = str(_value(cfg, "data._target_"))
+    size = _value(cfg, "model.input_size")
+    if target.endswith("Flowers17DataModule") and _int(size) and size > 256:
+        problems.append(
+            f"model.input_size={size} is too large for data=flowers17: must be <= 256 "
+            "(the images are decoded to 256x256)"
+        )
+    min_epochs, max_epochs = _value(cfg, "trainer.min_epochs"), _value(cfg, "trainer.max_epochs")
+    if _int(min_epochs) and _int(max_epochs) and min_epochs > max_epochs >= 1:
+        problems.append(
+            f"trainer.min_epochs={min_epochs} is out of range: must be <= trainer.max_epochs={max_epochs}"
+        )
+    return problems
+
+
+def config_problems(cfg: DictConfig) -> list[str]:
+    """Every broken rule of a composed config, one clause each (empty: the config is fine)."""
+    problems = []
+    for rule in RULES:
+        value = _value(cfg, rule.key)
+        if value is not _ABSENT:
+            problem = check_rule(rule, value)
+            if problem:
+                problems.append(problem)
+    device = _devices_problem(cfg)
+    if device:
+        problems.append(device)
+    return problems + _combination_problems(cfg)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise one ConfigError whose single line lists every broken rule."""
+    problems = config_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _override(argv: Sequence[str], key: str) -> str | None:
+    values = [arg.split("=", 1)[1] for arg in argv if arg.lstrip("+").startswith(f"{key}=")]
+    return values[-1] if values else None
+
+
+def output_directory(cfg: DictConfig, argv: Sequence[str]) -> Path:
+    """The directory the run will create and write into (or below which it will): hydra.run.dir /
+    hydra.sweep.dir when given on the command line, else paths.log_dir."""
+    multirun = any(arg in ("-m", "--multirun") for arg in argv)
+    explicit = _override(argv, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+    if explicit and "${" not in explicit:
+        return Path(explicit).expanduser()
+    return Path(str(cfg.paths.log_dir)).expanduser()
+
+
+def check_writable(
+    directory: Path, hint: str = "set paths.log_dir (or hydra.run.dir) to a writable directory"
+) -> None:
+    """Create `directory` (as the run would) and write a scratch file into it, or raise one line."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(f"cannot write the output directory {directory}: {reason}; {hint}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write the output directory {directory}: permission denied; {hint}")
