@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from src.reliability import TrainingDiverged, rng_state, set_rng_state
+
 
 class ImageClassifier(L.LightningModule):
     def __init__(
@@ -43,6 +45,8 @@ class ImageClassifier(L.LightningModule):
         size = model.input_size
         # Lets Lightning print per-layer shapes and TensorBoard draw the graph.
         self.example_input_array = torch.zeros(1, model.in_channels, size, size)
+        self._resumed: dict[str, Any] = {}  # from a checkpoint, applied in on_train_start
+        self._divergence: Tensor | None = None  # (step, loss) of the first non-finite loss, or (-1, 0)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits for (N, C, H, W); for (N, crops, C, H, W) (e.g. a ten-crop test) the log of the
@@ -73,7 +77,9 @@ class ImageClassifier(L.LightningModule):
         return loss, logits
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")[0]
+        loss = self._shared_step(batch, "train")[0]
+        self._watch_loss(loss)
+        return loss
 
     # The logits are returned for callbacks (src/insight.py: confusion matrix, mistakes); Lightning
     # hands them to on_{validation,test}_batch_end and keeps nothing.
@@ -85,6 +91,57 @@ class ImageClassifier(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # the sanity-check validation must not count as the best
+        if self._resumed:  # here, not on load: the sanity check before this draws from the RNG
+            if "val_acc_best" in self._resumed:
+                self.val_acc_best.max_value = self._resumed["val_acc_best"].to(self.device)
+            if "rng_states" in self._resumed:
+                set_rng_state(self._resumed["rng_states"])
+            self._resumed = {}
+
+    # ------------------------------------------------------------------ exact resume, divergence
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning saves weights, optimizer, scheduler and loop state; with these a resumed run
+        # continues exactly: the random generators (augmentation, dropout) and the best val/acc so far.
+        checkpoint["rng_states"] = rng_state()
+        checkpoint["val_acc_best"] = self.val_acc_best.max_value.detach().cpu()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._resumed = {key: checkpoint[key] for key in ("rng_states", "val_acc_best") if key in checkpoint}
+
+    def _watch_loss(self, loss: Tensor) -> None:
+        """Record the first step whose loss is not finite, on the device (no host sync); stop at once on
+        the CPU, where looking costs nothing, elsewhere every 100 steps and before any checkpoint."""
+        loss = loss.detach().float()
+        if self._divergence is None or self._divergence.device != loss.device:
+            self._divergence = torch.tensor([-1.0, 0.0], device=loss.device)
+        first = ~torch.isfinite(loss) & (self._divergence[0] < 0)
+        here = torch.stack([torch.full_like(loss, float(self.global_step)), loss])
+        self._divergence = torch.where(first, here, self._divergence)
+        if loss.device.type == "cpu" or self.global_step % 100 == 0:
+            self._raise_if_diverged()
+
+    def _raise_if_diverged(self) -> None:
+        if self._divergence is None:
+            return
+        step, value = self._divergence.tolist()
+        if step < 0:
+            return
+        callback = self.trainer.checkpoint_callback
+        last = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
+        kept = f"the last good checkpoint is kept: {last}" if last else "no checkpoint had been written yet"
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
+        raise TrainingDiverged(
+            f"training diverged: the loss is {value} at step {int(step)} (epoch {self.current_epoch}); "
+            f"{kept}; lower optimizer.lr (the learning rate was {lr:g}) or clip the gradients "
+            "(trainer.gradient_clip_val=1.0)"
+        )
+
+    def on_validation_start(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._raise_if_diverged()  # before validation ends and a checkpoint saves bad weights
+
+    def on_train_epoch_end(self) -> None:
+        self._raise_if_diverged()
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config import user_errors, validate_command_line
 from src.insight import log_hparams
+from src.reliability import expand_resume
 
 
 def quiet_lightning() -> None:
@@ -133,6 +134,7 @@ def main(cfg: DictConfig) -> float | None:
 
 def cli() -> None:
     with user_errors():
+        sys.argv[1:] = expand_resume(sys.argv[1:])  # resume=<run dir>: that run's overrides + last.ckpt
         validate_command_line(sys.argv[1:])
     main()
 

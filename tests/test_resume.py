@@ -1,0 +1,150 @@
+"""Exact resume after SIGKILL, and atomic checkpoint / metrics / cache writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.checkpoint_io import AtomicCheckpointIO
+from src.config import PROJECT_ROOT
+from src.data.files import atomic_save
+from src.train import write_json_atomically
+from tests.conftest import fast_overrides
+
+TIMING = ("per_second", "seconds", "time")  # wall-clock metrics differ between any two runs
+
+
+def _command(data_dir: Path, out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "src.train",
+        *fast_overrides(data_dir, out),
+        "trainer.max_epochs=3",
+        "trainer.deterministic=true",
+        # Sleeps after each epoch's checkpoint, so the kill below lands between two checkpoints.
+        "+callbacks.pause._target_=src.reliability.EpochPause",
+        "+callbacks.pause.seconds=3",
+    ]
+
+
+def _start(command: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen(
+        command, cwd=PROJECT_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
+
+
+def _state_dict(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")[
+        "state_dict"
+    ]
+
+
+def _comparable(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if not any(word in k for word in TIMING)}
+
+
+def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tiny_mnist, tmp_path):
+    straight_out, killed_out = tmp_path / "straight", tmp_path / "killed"
+    straight = _start(_command(tiny_mnist, straight_out), tmp_path / "straight.log")
+    killed = _start(_command(tiny_mnist, killed_out), tmp_path / "killed.log")
+    run_dir, last = killed_out / "run", killed_out / "run" / "checkpoints" / "last.ckpt"
+    try:
+        deadline = time.monotonic() + 240
+        while not last.exists() and killed.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert last.exists(), (tmp_path / "killed.log").read_text()[-3000:]
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(30)
+    finally:
+        if killed.poll() is None:
+            killed.kill()
+    assert killed.returncode == -signal.SIGKILL
+    assert not (run_dir / "metrics.json").exists()  # it really died mid-run
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "src.train", f"resume={run_dir}"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert straight.wait(300) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+
+    expected = json.loads((straight_out / "run" / "metrics.json").read_text())
+    got = json.loads((run_dir / "metrics.json").read_text())
+    assert (got["epochs"], got["global_step"]) == (expected["epochs"], expected["global_step"]) == (3, 18)
+    want, have = _comparable(expected["metrics"]), _comparable(got["metrics"])
+    assert want.keys() == have.keys()
+    for key, value in want.items():
+        assert have[key] == pytest.approx(value, abs=1e-6), key
+    weights, resumed_weights = _state_dict(straight_out / "run"), _state_dict(run_dir)
+    assert weights.keys() == resumed_weights.keys()
+    for name, tensor in weights.items():
+        torch.testing.assert_close(resumed_weights[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def _explode_midway(obj, handle, *args, **kwargs):
+    handle.write(b"half a file")
+    raise Boom
+
+
+WRITERS = {
+    "checkpoint": lambda path, value: AtomicCheckpointIO().save_checkpoint({"value": value}, path),
+    "metrics.json": lambda path, value: write_json_atomically({"value": value}, path),
+    "dataset cache": lambda path, value: atomic_save({"value": value}, path),
+}
+
+
+def _read(path: Path) -> int:
+    if path.suffix == ".json":
+        return json.loads(path.read_text())["value"]
+    return torch.load(path, weights_only=True)["value"]
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_failed_write_leaves_the_previous_file_and_no_temp_file(tmp_path, monkeypatch, writer):
+    path = tmp_path / ("metrics.json" if writer == "metrics.json" else "file.ckpt")
+    WRITERS[writer](path, 1)
+    monkeypatch.setattr(torch, "save", _explode_midway)
+    monkeypatch.setattr(json, "dump", lambda obj, handle, **kw: _explode_midway(obj, handle.buffer))
+    with pytest.raises(Boom):
+        WRITERS[writer](path, 2)
+    monkeypatch.undo()
+    assert _read(path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_process_killed_while_saving_a_checkpoint_leaves_the_old_one(tmp_path):
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"value": 1}, path)
+    script = (
+        "import os, torch\n"
+        "from src.checkpoint_io import AtomicCheckpointIO\n"
+        "def die(obj, handle, *a, **k):\n"
+        "    handle.write(b'partial'); handle.flush(); os._exit(9)\n"
+        "torch.save = die\n"
+        f"AtomicCheckpointIO().save_checkpoint({{'value': 2}}, {str(path)!r})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, timeout=120)
+    assert result.returncode == 9
+    assert torch.load(path, weights_only=True)["value"] == 1  # the old checkpoint, whole
+    AtomicCheckpointIO().save_checkpoint({"value": 3}, path)  # a stray temp file does not get in the way
+    assert torch.load(path, weights_only=True)["value"] == 3
+    assert all(p.name == "last.ckpt" or p.name.endswith(".tmp") for p in tmp_path.iterdir())
