@@ -75,6 +75,14 @@ def compose_config(overrides: Sequence[str], config_name: str = "train") -> Dict
         return compose(config_name=config_name, overrides=first_of_each_sweep(overrides))
 
 
+def check_optimized_metric(name: str | None) -> None:
+    """A sweeper's objective must be a metric the module logs; checked before the first trial."""
+    from src.module import LOGGED_METRICS  # lazy: src.module imports Lightning
+
+    if name and name not in LOGGED_METRICS:
+        raise ConfigError(f"optimized_metric={name} is never logged; logged: {', '.join(LOGGED_METRICS)}")
+
+
 def validate_command_line(argv: Sequence[str]) -> None:
     """Everything that can be checked before a run starts, so bad input fails in one line, at once:
     group choices, unknown keys, interpolations, and the network itself (built on the meta device:
@@ -84,6 +92,7 @@ def validate_command_line(argv: Sequence[str]) -> None:
     ):
         return
     cfg = compose_config([arg for arg in argv if not arg.startswith("-")])
+    check_optimized_metric(cfg.get("optimized_metric"))
     for key in ("model", "data", "module"):
         OmegaConf.to_container(cfg[key], resolve=True)
     validate_config(cfg)  # src/schema.py: types, ranges, devices, combinations (before the model sees them)

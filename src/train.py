@@ -30,6 +30,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import user_errors, validate_command_line
+from src.distributed import install_child_command, isolated_job, rank_overrides
 from src.insight import log_hparams
 from src.reliability import expand_resume
 
@@ -79,6 +80,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test; return the metrics that were written to metrics.json."""
     quiet_lightning()
+    install_child_command()  # DDP children: this job's overrides in this job's directory (src/distributed.py)
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     if cfg.get("seed") is not None:
@@ -127,7 +129,7 @@ def objective(result: dict[str, Any], name: str | None) -> float | None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with user_errors():
+    with user_errors(), isolated_job():  # isolated_job: a fresh DDP process group for each job of a multirun
         result = train(cfg)
     return objective(result, cfg.get("optimized_metric"))
 
@@ -135,6 +137,7 @@ def main(cfg: DictConfig) -> float | None:
 def cli() -> None:
     with user_errors():
         sys.argv[1:] = expand_resume(sys.argv[1:])  # resume=<run dir>: that run's overrides + last.ckpt
+        sys.argv[1:] = rank_overrides(sys.argv[1:])  # DDP ranks > 0 write no run directory of their own
         validate_command_line(sys.argv[1:])
     main()
 

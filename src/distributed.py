@@ -1,0 +1,124 @@
+"""DDP under Hydra: one run directory per run, however the processes are started.
+
+Three ways processes appear, and what each needs:
+
+1. Lightning's own launcher (`trainer=ddp` / `trainer=ddp_sim` started with plain `python -m src.train`):
+   rank 0 re-launches the script for local ranks 1..n-1. Lightning's stock command re-runs `sys.argv`
+   plus `hydra.run.dir=...`, which breaks in a multirun (argv holds `-m` and the sweep lists, so every
+   child would start a sweep of its own). `child_command` replaces it: the child runs *this job's* task
+   overrides only, in RUN mode, in this job's output directory, without writing `.hydra/`.
+2. External launchers (torchrun, SLURM's srun, Lightning's multi-node env vars): every process runs
+   `cli()` itself and Hydra would give each its own timestamped directory. `rank_overrides` sends the
+   Hydra output of every non-zero rank to a throwaway temporary directory, so the run directory of
+   global rank 0 is the only one; everything a run keeps is written by rank 0 (metrics.json,
+   config.yaml, TensorBoard) or into the directory rank 0 broadcasts (checkpoints).
+3. Several DDP jobs in one process (a serial multirun): `isolated_job` tears the process group down
+   and restores the rendezvous env vars after each job, so the next job starts a fresh group.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+
+# Env vars through which an external launcher tells a process its rank (torchrun sets RANK; SLURM
+# SLURM_PROCID; Lightning's launcher LOCAL_RANK for its children; multi-node by hand NODE_RANK).
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
+# What Lightning's subprocess launcher writes into os.environ of rank 0.
+RENDEZVOUS_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def _quote(value: str) -> str:
+    """A value for a Hydra override, quoted when the override grammar would split it."""
+    if value and all(ch.isalnum() or ch in "/._-+" for ch in value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def launch_rank() -> int:
+    """The largest rank any launcher has given this process (0 for a plain `python -m src.train`).
+
+    Non-zero means "not the process that owns the run directory": a torchrun/srun worker other than
+    global rank 0, a Lightning child (LOCAL_RANK > 0), or the main process of node > 0.
+    """
+    ranks = []
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.strip().lstrip("-").isdigit():
+            ranks.append(int(value))
+    return max(ranks, default=0)
+
+
+def rank_overrides(argv: Sequence[str]) -> list[str]:
+    """`argv` with Hydra's output redirected for processes that are not global rank 0.
+
+    - `hydra.output_subdir=null`: never write `.hydra/` (rank 0's copy stays intact);
+    - without an explicit `hydra.run.dir=` (torchrun/srun/multi-node workers): a temporary run and
+      sweep directory, removed at exit, so no stray timestamped directory appears under outputs/.
+      An explicit `hydra.run.dir=` (what `child_command` passes) is kept.
+    """
+    args = list(argv)
+    if launch_rank() == 0:
+        return args
+    extra = [] if "hydra.output_subdir=null" in args else ["hydra.output_subdir=null"]
+    if not any(arg.lstrip("+").startswith("hydra.run.dir=") for arg in args):
+        scratch = tempfile.mkdtemp(prefix=f"src-train-rank{launch_rank()}-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        extra += [f"hydra.run.dir={_quote(scratch)}", f"hydra.sweep.dir={_quote(scratch)}"]
+    return args + extra
+
+
+def child_command(local_rank: int) -> tuple[list[str], str]:
+    """The command Lightning's subprocess launcher runs for local rank `local_rank` (see module doc)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_original_cwd
+
+    hydra_cfg = HydraConfig.get()
+    command = [sys.executable, "-m", "src.train", f"--config-name={hydra_cfg.job.config_name}"]
+    for source in hydra_cfg.runtime.config_sources:
+        if source.provider == "command-line" and source.schema == "file":
+            command.append(f"--config-dir={source.path}")
+    command += list(hydra_cfg.overrides.task)
+    command += [
+        f"hydra.run.dir={_quote(hydra_cfg.runtime.output_dir)}",
+        "hydra.output_subdir=null",  # rank 0 wrote .hydra/; a child must not overwrite it
+        "hydra.mode=RUN",  # hparams_search configs set MULTIRUN; a child is one run
+        f"hydra.job.name=train_ddp_process_{local_rank}",
+    ]
+    return command, get_original_cwd()
+
+
+def install_child_command() -> None:
+    """Make Lightning's subprocess launcher use `child_command` for Hydra runs."""
+    from lightning.pytorch.strategies.launchers import subprocess_script
+
+    if not hasattr(subprocess_script, "_hydra_subprocess_cmd"):  # pragma: no cover - Lightning changed
+        raise RuntimeError(
+            "lightning.pytorch.strategies.launchers.subprocess_script._hydra_subprocess_cmd is gone: "
+            "update src/distributed.py for this Lightning version"
+        )
+    subprocess_script._hydra_subprocess_cmd = child_command
+
+
+@contextlib.contextmanager
+def isolated_job() -> Iterator[None]:
+    """Run one training job; afterwards destroy its process group and restore the rendezvous env vars,
+    so the next job of a multirun in this process starts its own group (and its children find it)."""
+    saved = {name: os.environ.get(name) for name in RENDEZVOUS_VARIABLES}
+    try:
+        yield
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
