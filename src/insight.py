@@ -196,13 +196,14 @@ class FeatureMaps(EveryNEpochs):
       keeps the size and draws a frame where the zero padding was;
     - pooling: max keeps the bright strokes (strongest response), avg blurs them, min keeps the weakest
       response: after a ReLU mostly zeros (a dark map), after tanh the dark background.
-    The image sizes in the dashboard are the real map sizes times an integer factor (nearest
-    neighbour), and `feature_maps/shapes` (a text entry) lists every layer's output shape.
+    Every map is enlarged by the same integer factor (nearest neighbour; the input becomes at least
+    `input_tile` pixels), so the tiles keep their true relative sizes: a 28x28 `valid` map is visibly
+    smaller than a 32x32 `same` one. `feature_maps/shapes` (a text entry) lists every layer's shape.
     """
 
-    def __init__(self, every_n_epochs: int = 1, min_tile: int = 64, max_channels: int = 64) -> None:
+    def __init__(self, every_n_epochs: int = 1, input_tile: int = 128, max_channels: int = 64) -> None:
         super().__init__(every_n_epochs)
-        self.min_tile, self.max_channels = min_tile, max_channels
+        self.input_tile, self.max_channels = input_tile, max_channels
         self.example: Tensor | None = None
         self.shapes_logged = False
 
@@ -217,19 +218,22 @@ class FeatureMaps(EveryNEpochs):
             return
         writer, step = tensorboard(trainer), trainer.global_step
         x, shapes = self.example.to(pl_module.device), [f"input: {tuple(self.example.shape[1:])}"]
+        factor = max(1, math.ceil(self.input_tile / max(x.shape[-2:])))
         with torch.no_grad():
-            self._log(writer, "00_input", x, step)
+            self._log(writer, "00_input", x, step, factor)
             for index, (name, layer) in enumerate(features.named_children(), start=1):
                 x = layer(x)  # in eval mode: dropout off, BatchNorm uses its running statistics
-                self._log(writer, f"{index:02d}_{name}", x, step)
+                self._log(writer, f"{index:02d}_{name}", x, step, factor)
                 shapes.append(f"{index:02d}_{name} ({type(layer).__name__}): {tuple(x.shape[1:])}")
         if not self.shapes_logged:  # markdown: two trailing spaces end a line
             writer.add_text("feature_maps/shapes", "  \n".join(shapes), step)
             self.shapes_logged = True
 
-    def _log(self, writer, tag: str, x: Tensor, step: int) -> None:
+    def _log(self, writer, tag: str, x: Tensor, step: int, factor: int) -> None:
         maps = x[0, : self.max_channels].float().cpu().unsqueeze(1)  # (channels, 1, H, W)
-        maps = enlarge(to_unit_range(maps), self.min_tile)
+        maps = to_unit_range(maps)
+        if factor > 1:
+            maps = F.interpolate(maps, scale_factor=factor, mode="nearest")
         grid = make_grid(maps, nrow=math.ceil(math.sqrt(len(maps))), padding=2, pad_value=1.0)
         writer.add_image(f"feature_maps/{tag}", grid, step)
 

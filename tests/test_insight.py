@@ -1,0 +1,136 @@
+"""What a run writes into TensorBoard (src/insight.py), read back from the event files and from a real
+TensorBoard server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from src.train import train
+from tests.conftest import compose_train_config, fast_overrides, make_tiny_mnist
+
+EPOCHS = 2
+FEATURE_LAYERS = ["00_input", "01_conv1", "02_act1", "03_pool1", "04_conv2", "05_act2", "06_pool2"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A short LeNet-5 run on the tiny MNIST (min pooling, same padding), all insight callbacks on."""
+    root = tmp_path_factory.mktemp("insight")
+    data = make_tiny_mnist(root / "data")
+    overrides = [*fast_overrides(data, root), f"trainer.max_epochs={EPOCHS}", "trainer.log_every_n_steps=2"]
+    overrides += ["pooling=min", "padding=same"]
+    train(compose_train_config(overrides, root / "run"))
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def events(run_dir) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_scalars_include_losses_lr_throughput_and_test(events, run_dir):
+    scalars = set(events.Tags()["scalars"])
+    expected = {"train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc_best"}
+    assert expected | {"lr-Adam", "train/images_per_second", "test/acc", "test/loss"} <= scalars
+    throughput = events.Scalars("train/images_per_second")
+    assert len(throughput) == EPOCHS and all(e.value > 0 for e in throughput)
+    assert len(events.Scalars("val/acc")) == EPOCHS
+    metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    assert metrics["train/images_per_second"] == pytest.approx(throughput[-1].value, rel=1e-6)
+
+
+def test_images_inputs_filters_feature_maps_confusion_mistakes(events):
+    images = set(events.Tags()["images"])
+    per_epoch = {"inputs/train", "filters/features.conv1", "confusion_matrix/val", "mistakes/val"}
+    per_epoch |= {f"feature_maps/{name}" for name in FEATURE_LAYERS}
+    assert per_epoch | {"confusion_matrix/test", "mistakes/test"} <= images
+    for tag in per_epoch:
+        assert len(events.Images(tag)) == EPOCHS, tag  # every_n_epochs=1
+    # same padding keeps 32x32 through conv1; pooling halves it: the pool1 image is about half as wide
+    conv1, pool1 = events.Images("feature_maps/01_conv1")[-1], events.Images("feature_maps/03_pool1")[-1]
+    assert conv1.width > pool1.width
+    assert events.Images("confusion_matrix/test")[0].width > 300  # a rendered matplotlib figure
+    shapes = events.Tensors("feature_maps/shapes/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "03_pool1 (MinPool2d): (6, 16, 16)" in shapes and "01_conv1 (Conv2d): (6, 32, 32)" in shapes
+
+
+def test_hparams_hold_the_choices_and_final_metrics(events, run_dir):
+    content = events.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(content)
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = {k: v.string_value or v.number_value for k, v in start.session_start_info.hparams.items()}
+    assert hparams["pooling"] == "min" and hparams["padding"] == "same" and hparams["model"] == "lenet5"
+    assert (
+        hparams["data"] == "mnist" and hparams["optimizer.lr"] > 0 and hparams["trainer.max_epochs"] == EPOCHS
+    )
+    test_acc = json.loads((run_dir / "metrics.json").read_text())["metrics"]["test/acc"]
+    assert events.Scalars("hparams/test_acc")[-1].value == pytest.approx(test_acc)
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert "hparams/test_acc" in {m.name.tag for m in experiment.metric_infos}
+
+
+def test_graph_is_logged(events):
+    assert events.Tags()["graph"]
+    names = {node.name for node in events.Graph().node}
+    assert any("conv1" in name for name in names)
+
+
+def test_fast_dev_run_dummy_logger_does_not_crash(tmp_path):
+    data = make_tiny_mnist(tmp_path / "data", train=128, test=32)
+    cfg = compose_train_config(
+        [*fast_overrides(data, tmp_path), "trainer.fast_dev_run=true"], tmp_path / "run"
+    )
+    assert 0.0 <= train(cfg)["metrics"]["test/acc"] <= 1.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_tensorboard_server_serves_the_run(run_dir):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir), "--host", "127.0.0.1"]
+        + ["--port", str(port), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/data/plugin"
+    try:
+        deadline, scalars = time.monotonic() + 90, {}
+        while time.monotonic() < deadline:
+            try:
+                scalars = _get_json(f"{base}/scalars/tags")
+                if "val/acc" in scalars.get("tensorboard", {}):
+                    break
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.5)
+        assert {"val/acc", "train/images_per_second", "test/acc"} <= set(scalars["tensorboard"])
+        images = _get_json(f"{base}/images/tags")["tensorboard"]
+        assert {"feature_maps/03_pool1", "confusion_matrix/test", "mistakes/val", "inputs/train"} <= set(
+            images
+        )
+        assert _get_json(f"{base}/graphs/info")["tensorboard"]["run_graph"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
