@@ -21,8 +21,9 @@ from src.train import train
 from tests.conftest import PROJECT_ROOT, compose_train_config, fast_overrides, run_cli
 
 # A single process with batch 2B against 2 DDP processes with batch B each: the same samples per step,
-# the same averaged gradient, so the same weights up to float32 summation order.
-EQUIVALENCE_TOLERANCE = 1e-4
+# the same averaged gradient, so the same weights up to float32 summation order. Measured on this test's
+# setup (2 epochs, SGD lr 0.05): losses within 2.4e-7, accuracies equal, weights within 3e-8.
+EQUIVALENCE_TOLERANCE = 1e-5
 
 
 def without_run_dir(overrides):
