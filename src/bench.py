@@ -1,74 +1,59 @@
 """The benchmark: how accurate and how fast, measured on this machine, written where the README reads it.
 
-    python -m src.bench                       # LeNet-5 / MNIST recipe (experiment=lenet5_mnist)
-    python -m src.bench --experiment seed_lenet5_mnist --name seed
-    python -m src.bench -- trainer.max_epochs=5   # extra Hydra overrides after --
+    python -m src.bench accuracy                     # LeNet-5/MNIST recipe: accuracy, time to 99.0 %
+    python -m src.bench accuracy --experiment seed_lenet5_mnist
+    python -m src.bench speed                        # src.train's path vs a bare PyTorch loop
+    python -m src.bench scaling                      # images/s against batch size and threads
+    python -m src.bench all                          # all three (this is `make bench`)
 
-It trains through the same code path as `python -m src.train` (same config, same LightningModule),
-and after every epoch evaluates the test set, outside the timed part, to record when the test accuracy
-first reaches each target. Results: bench/results/<name>.json and a markdown table on stdout (and in
-bench/results/<name>.md), with the machine, versions and date.
+Extra Hydra overrides go at the end: `python -m src.bench accuracy trainer.max_epochs=5`.
+
+accuracy: trains through the same code as `python -m src.train` (same config, same LightningModule,
+default callbacks); after every epoch it evaluates the test set outside the timed part, to record when
+the test accuracy first reaches each target.
+speed: in one process, interleaved (L, bare, L, bare; best of each), one warm training epoch of
+(a) the full Lightning + Hydra path and (b) a minimal hand-written loop over the same model, data
+pipeline, batch size and threads; evaluation images/s of both; the data pipeline alone; and the start-up
+time of `python -m src.train … trainer.fast_dev_run=true`.
+scaling: training images/s of the bare step against batch size and torch threads, for both networks.
+
+Results: bench/results/<suite>.json, <suite>.md (and scaling.png), with machine, versions and date.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import open_dict
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+from torch import nn
 
 from src.config import PROJECT_ROOT, compose_config, user_errors
 from src.train import build, quiet_lightning, write_json_atomically
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
+OUTPUT_DIR = PROJECT_ROOT / "outputs" / "bench"
 TARGETS = (0.99, 0.992, 0.993)
 
 
-class EpochClock(L.Callback):
-    """Times the training epochs (not validation) and tests after each one, outside the clock."""
-
-    def __init__(self, datamodule: L.LightningDataModule) -> None:
-        self.datamodule, self.rows, self.trained_seconds, self.images = datamodule, [], 0.0, 0
-        self._start = 0.0
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        self.images += len(batch[1])
-
-    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self.trained_seconds += time.perf_counter() - self._start
-        self.rows.append({"epoch": trainer.current_epoch + 1, "train_seconds": round(self.trained_seconds, 2),
-                          "test_acc": self.test_accuracy(module)})
-
-    @torch.no_grad()
-    def test_accuracy(self, module: L.LightningModule) -> float:
-        was_training = module.training
-        module.eval()
-        correct = total = 0
-        for images, labels in self.datamodule.test_dataloader():
-            logits = module(self.datamodule.to_model_input(images.to(module.device), train=False))
-            correct += (logits.argmax(1).cpu() == labels).sum().item()
-            total += len(labels)
-        module.train(was_training)
-        return round(correct / total, 4)
-
-
+# ------------------------------------------------------------------------------------- plumbing
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []  # fmt: skip
     return {
-        "cpu": cpu,
+        "cpu": names[0] if names else platform.processor(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
@@ -79,66 +64,321 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run(experiment: str, overrides: list[str], output_dir: Path) -> dict[str, Any]:
-    cfg = compose_config([f"experiment={experiment}", "callbacks.progress_bar=null", "logger=none", *overrides])
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-        cfg.trainer.default_root_dir = str(output_dir)
-        cfg.callbacks.model_checkpoint.dirpath = str(output_dir / "checkpoints")
+def machine_line(m: dict[str, Any], command: str) -> str:
+    return (
+        f"`{command}` on {m['date']}: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
+        f"{m['gpu'] or 'no GPU'}; Python {m['python']}, torch {m['torch']}, lightning {m['lightning']}."
+    )
+
+
+def bench_config(experiment: str, overrides: list[str], name: str) -> DictConfig:
+    """The experiment's config as src.train composes it, writing into outputs/bench/<name>."""
+    cfg = compose_config([f"experiment={experiment}", *overrides])
+    with open_dict(cfg):  # loggers, checkpoints and the trainer all write below paths.output_dir
+        cfg.paths.output_dir = str(OUTPUT_DIR / name)
+    return cfg
+
+
+def prepare(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
     quiet_lightning()
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, module, trainer = build(cfg)
-    clock = EpochClock(datamodule)
-    trainer.callbacks.append(clock)
     datamodule.setup("fit")
+    return datamodule, module, trainer
+
+
+class EpochClock(L.Callback):
+    """Times the training epochs (not validation); optionally tests after each one, off the clock."""
+
+    def __init__(self, evaluate: Callable[[nn.Module], float] | None = None) -> None:
+        self.evaluate, self.rows, self.images = evaluate, [], 0
+        self.trained_seconds, self._start = 0.0, 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+        self._epoch_images = 0
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self._epoch_images += len(batch[1])
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        seconds = time.perf_counter() - self._start
+        self.trained_seconds += seconds
+        self.images += self._epoch_images
+        row = {
+            "epoch": trainer.current_epoch + 1,
+            "train_seconds": round(self.trained_seconds, 2),
+            "images_per_second": round(self._epoch_images / seconds),
+        }
+        if self.evaluate is not None:
+            row["test_acc"] = self.evaluate(module)
+        self.rows.append(row)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, datamodule: L.LightningDataModule, split: str = "test") -> tuple[float, int]:
+    """Accuracy of `model` on a split, and the number of images: the bare evaluation loop."""
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    for images, labels in datamodule._loader(split, train=False):
+        logits = model(datamodule.to_model_input(images, train=False))
+        correct += int((logits.argmax(1) == labels).sum())
+        total += len(labels)
+    model.train(was_training)
+    return correct / total, total
+
+
+# ------------------------------------------------------------------------------------- accuracy
+def run_accuracy(experiment: str, overrides: list[str]) -> dict[str, Any]:
+    cfg = bench_config(experiment, ["callbacks.progress_bar=null", *overrides], f"accuracy_{experiment}")
+    datamodule, module, trainer = prepare(cfg)
+    clock = EpochClock(lambda m: round(evaluate(m, datamodule)[0], 4))
+    trainer.callbacks.append(clock)
     trainer.fit(module, datamodule=datamodule)
-    best = clock.rows[-1]["test_acc"]
-    reached = {f"{t:.1%}": next((r["train_seconds"] for r in clock.rows if r["test_acc"] >= t), None) for t in TARGETS}
+    reached = {f"{t:.1%}": next((r["train_seconds"] for r in clock.rows if r["test_acc"] >= t), None)
+               for t in TARGETS}  # fmt: skip
     return {
         "experiment": experiment,
         "overrides": overrides,
-        "final_test_acc": best,
+        "final_test_acc": clock.rows[-1]["test_acc"],
+        "best_test_acc": max(r["test_acc"] for r in clock.rows),
         "epochs": len(clock.rows),
         "train_seconds": round(clock.trained_seconds, 2),
         "train_images_per_second": round(clock.images / clock.trained_seconds),
         "seconds_to_test_acc": reached,
         "per_epoch": clock.rows,
         "batch_size": cfg.data.batch_size,
-        "machine": machine(),
-        "command": "python -m src.bench " + " ".join(sys.argv[1:]),
     }
 
 
-def markdown(result: dict[str, Any]) -> str:
-    m = result["machine"]
-    to_target = ", ".join(f"{k} after {v:.1f} s" if v is not None else f"{k} not reached"
-                          for k, v in result["seconds_to_test_acc"].items())
-    return "\n".join([
-        "| experiment | test acc | epochs | train time | images/s | time to test accuracy |",
-        "|---|---|---|---|---|---|",
-        f"| `{result['experiment']}` | {result['final_test_acc']:.2%} | {result['epochs']} | "
-        f"{result['train_seconds']:.1f} s | {result['train_images_per_second']:,} | {to_target} |",
+def accuracy_markdown(results: list[dict[str, Any]]) -> list[str]:
+    header = "| experiment | final test acc | epochs | train time | images/s | training time to test acc |"
+    lines = [header, "|---|---|---|---|---|---|"]
+    for r in results:
+        to_target = ", ".join(f"{k}: {v:.1f} s" if v is not None else f"{k}: not reached"
+                              for k, v in r["seconds_to_test_acc"].items())  # fmt: skip
+        lines.append(
+            f"| `{r['experiment']}` | {r['final_test_acc']:.2%} | {r['epochs']} | "
+            f"{r['train_seconds']:.1f} s | {r['train_images_per_second']:,} | {to_target} |"
+        )
+    return lines
+
+
+# ---------------------------------------------------------------------------------------- speed
+def bare_training_epoch(model: nn.Module, datamodule: L.LightningDataModule, optimizer: torch.optim.Optimizer,
+                        max_batches: int | None = None) -> float:  # fmt: skip
+    """The minimal loop the Lightning path is measured against; returns images/s."""
+    criterion, images_seen = nn.CrossEntropyLoss(), 0
+    model.train()
+    start = time.perf_counter()
+    for index, (images, labels) in enumerate(datamodule.train_dataloader()):
+        if max_batches is not None and index >= max_batches:
+            break
+        loss = criterion(model(datamodule.to_model_input(images, train=True)), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        images_seen += len(labels)
+    return images_seen / (time.perf_counter() - start)
+
+
+def lightning_training(cfg: DictConfig) -> tuple[float, float]:
+    """Warm training epoch images/s of the src.train path (epoch 2 of 2), and its test images/s."""
+    overrides_cfg = cfg.copy()
+    with open_dict(overrides_cfg):
+        overrides_cfg.trainer.max_epochs = 2
+        overrides_cfg.trainer.min_epochs = 2
+    datamodule, module, trainer = prepare(overrides_cfg)
+    clock = EpochClock()
+    trainer.callbacks.append(clock)
+    trainer.fit(module, datamodule=datamodule)
+    start = time.perf_counter()
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    test_images = len(datamodule.splits["test"])
+    return clock.rows[-1]["images_per_second"], test_images / (time.perf_counter() - start)
+
+
+def bare_training(cfg: DictConfig) -> tuple[float, float]:
+    """The same for the bare loop: the same network, optimizer, datamodule and batches."""
+    datamodule, module, _ = prepare(cfg)
+    model = module.model
+    optimizer = instantiate(cfg.optimizer)(params=model.parameters())
+    bare_training_epoch(model, datamodule, optimizer)  # epoch 1: warm-up, as for Lightning
+    speed = bare_training_epoch(model, datamodule, optimizer)
+    start = time.perf_counter()
+    _, count = evaluate(model, datamodule)
+    return speed, count / (time.perf_counter() - start)
+
+
+def data_pipeline(cfg: DictConfig) -> float:
+    """Images/s of the data pipeline alone: batches out of memory, augmented, fitted, normalised."""
+    datamodule, _, _ = prepare(cfg)
+    start, count = time.perf_counter(), 0
+    for images, labels in datamodule.train_dataloader():
+        datamodule.to_model_input(images, train=True)
+        count += len(labels)
+    return count / (time.perf_counter() - start)
+
+
+def startup_seconds(experiment: str, overrides: list[str]) -> float:
+    """Wall time of a whole `python -m src.train … trainer.fast_dev_run=true` (imports, config, 3 batches)."""
+    start = time.perf_counter()
+    run_dir = f"hydra.run.dir={OUTPUT_DIR / 'startup'}"
+    command = [sys.executable, "-m", "src.train", f"experiment={experiment}", "trainer.fast_dev_run=true",
+               "callbacks.progress_bar=null", run_dir, *overrides]  # fmt: skip
+    subprocess.run(command, cwd=PROJECT_ROOT, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def run_speed(experiment: str, overrides: list[str], repeats: int = 2) -> dict[str, Any]:
+    cfg = bench_config(experiment, overrides, f"speed_{experiment}")
+    lightning_runs, bare_runs = [], []
+    for _ in range(repeats):  # interleaved, so a slow moment of the machine hits both
+        lightning_runs.append(lightning_training(cfg))
+        bare_runs.append(bare_training(cfg))
+    lightning = max(r[0] for r in lightning_runs), max(r[1] for r in lightning_runs)
+    bare = max(r[0] for r in bare_runs), max(r[1] for r in bare_runs)
+    return {
+        "experiment": experiment,
+        "overrides": overrides,
+        "batch_size": cfg.data.batch_size,
+        "train_images_per_second": {"lightning": round(lightning[0]), "bare": round(bare[0])},
+        "train_ratio": round(lightning[0] / bare[0], 3),
+        "eval_images_per_second": {"lightning": round(lightning[1]), "bare": round(bare[1])},
+        "eval_ratio": round(lightning[1] / bare[1], 3),
+        "data_pipeline_images_per_second": round(data_pipeline(cfg)),
+        "startup_seconds": round(startup_seconds(experiment, overrides), 2),
+        "all_runs": {"lightning": lightning_runs, "bare": bare_runs},
+    }
+
+
+def speed_markdown(r: dict[str, Any]) -> list[str]:
+    t, e = r["train_images_per_second"], r["eval_images_per_second"]
+    return [
+        f"`{r['experiment']}`, batch {r['batch_size']}:",
         "",
-        f"`{result['command']}` on {m['date']}: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch "
-        f"threads, {m['gpu'] or 'no GPU'}; Python {m['python']}, torch {m['torch']}, lightning {m['lightning']}.",
-    ])
+        "| measure | src.train (Lightning + Hydra) | bare PyTorch loop | ratio |",
+        "|---|---|---|---|",
+        f"| training images/s (warm epoch) | {t['lightning']:,} | {t['bare']:,} | {r['train_ratio']:.3f} |",
+        f"| evaluation images/s (test set) | {e['lightning']:,} | {e['bare']:,} | {r['eval_ratio']:.3f} |",
+        f"| data pipeline alone, images/s | {r['data_pipeline_images_per_second']:,} | | |",
+        f"| start-up: `python -m src.train … fast_dev_run=true` | {r['startup_seconds']:.1f} s | | |",
+    ]
+
+
+# -------------------------------------------------------------------------------------- scaling
+SCALING = {  # network -> (experiment, batch sizes); AlexNet stops at 256: 1024 images of 227x227 per step
+    "lenet5": ("lenet5_mnist", (32, 64, 128, 256, 512, 1024)),  # would take minutes a step here
+    "alexnet": ("alexnet_flowers17", (32, 64, 128, 256)),
+}
+
+
+def step_images_per_second(model: nn.Module, batch: torch.Tensor, labels: torch.Tensor, steps: int) -> float:
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+    for index in range(steps + 1):  # the first step warms up the allocator and kernels
+        if index == 1:
+            start = time.perf_counter()
+        loss = criterion(model(batch), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return steps * len(labels) / (time.perf_counter() - start)
+
+
+def run_scaling(overrides: list[str]) -> dict[str, Any]:
+    rows = []
+    for network, (experiment, batch_sizes) in SCALING.items():
+        cfg = bench_config(experiment, overrides, "scaling")
+        model = instantiate(cfg.model)
+        size, channels = model.input_size, model.in_channels
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for batch_size in batch_sizes:
+                batch = torch.randn(batch_size, channels, size, size)
+                labels = torch.randint(0, model.num_classes, (batch_size,))
+                steps = max(2, 4096 // batch_size) if network == "lenet5" else 2
+                speed = step_images_per_second(model, batch, labels, steps)
+                rows.append({"network": network, "threads": threads, "batch_size": batch_size,
+                             "images_per_second": round(speed, 1)})  # fmt: skip
+    torch.set_num_threads(os.cpu_count() or 1)
+    return {"rows": rows}
+
+
+def scaling_plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(SCALING), figsize=(10, 4))
+    for ax, network in zip(axes, SCALING, strict=True):
+        for threads in (1, 2):
+            rows = [r for r in result["rows"] if r["network"] == network and r["threads"] == threads]
+            ax.plot([r["batch_size"] for r in rows], [r["images_per_second"] for r in rows], "o-",
+                    label=f"{threads} thread{'s' if threads > 1 else ''}")  # fmt: skip
+        ax.set(xscale="log", xlabel="batch size", ylabel="training images/s", title=network)
+        ax.set_xticks(
+            [r["batch_size"] for r in result["rows"] if r["network"] == network and r["threads"] == 1]
+        )
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def scaling_markdown(result: dict[str, Any]) -> list[str]:
+    lines = ["| network | threads | " + " | ".join(f"batch {b}" for b in SCALING["lenet5"][1]) + " |",
+             "|---|---|" + "---|" * len(SCALING["lenet5"][1])]  # fmt: skip
+    for network in SCALING:
+        for threads in (1, 2):
+            speeds = {r["batch_size"]: r["images_per_second"] for r in result["rows"]
+                      if r["network"] == network and r["threads"] == threads}  # fmt: skip
+            cells = [f"{speeds[b]:,.0f}" if b in speeds else "–" for b in SCALING["lenet5"][1]]
+            lines.append(f"| {network} | {threads} | " + " | ".join(cells) + " |")
+    return lines
+
+
+# ----------------------------------------------------------------------------------------- main
+def save(suite: str, result: dict[str, Any], lines: list[str]) -> None:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    command = "python -m src.bench " + " ".join(sys.argv[1:])
+    result = {**result, "machine": machine(), "command": command}
+    write_json_atomically(result, RESULTS_DIR / f"{suite}.json")
+    text = "\n".join([*lines, "", machine_line(result["machine"], command)])
+    (RESULTS_DIR / f"{suite}.md").write_text(text + "\n")
+    print(text, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="lenet5_mnist")
-    parser.add_argument("--name", default=None, help="results file name (default: the experiment)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides")
-    args = parser.parse_args(argv)
-    name = args.name or args.experiment
+    parser.add_argument("suite", choices=("accuracy", "speed", "scaling", "all"))
+    parser.add_argument(
+        "--experiment",
+        action="append",
+        help="accuracy/speed: experiment(s) to run "
+        "(default: lenet5_mnist and seed_lenet5_mnist for accuracy, lenet5_mnist for speed)",
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
+    args = parser.parse_intermixed_args(argv)
+    suites = ("accuracy", "speed", "scaling") if args.suite == "all" else (args.suite,)
     with user_errors():
-        result = run(args.experiment, args.overrides, PROJECT_ROOT / "outputs" / "bench" / name)
-    write_json_atomically(result, RESULTS_DIR / f"{name}.json")
-    table = markdown(result)
-    (RESULTS_DIR / f"{name}.md").write_text(table + "\n")
-    print(table)
+        if "accuracy" in suites:
+            experiments = args.experiment or ["lenet5_mnist", "seed_lenet5_mnist"]
+            results = [run_accuracy(e, args.overrides) for e in experiments]
+            save("accuracy", {"runs": results}, accuracy_markdown(results))
+        if "speed" in suites:
+            result = run_speed((args.experiment or ["lenet5_mnist"])[0], args.overrides)
+            save("speed", result, speed_markdown(result))
+        if "scaling" in suites:
+            result = run_scaling(args.overrides)
+            scaling_plot(result, RESULTS_DIR / "scaling.png")
+            save("scaling", result, [*scaling_markdown(result), "", "![scaling](bench/results/scaling.png)"])
 
 
 if __name__ == "__main__":
