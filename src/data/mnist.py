@@ -90,5 +90,13 @@ class MNISTDataModule(InMemoryDataModule):
             train, test = MNIST(root, train=True), MNIST(root, train=False)
         except (RuntimeError, ValueError, OSError) as error:
             raise DataError(f"cannot read MNIST from {root / 'MNIST' / 'raw'}: {error}") from error
+        for prefix, split in (("train", train), ("t10k", test)):
+            if len(split.data) != len(split.targets):
+                raw = root / "MNIST" / "raw"
+                raise DataError(
+                    f"{raw / f'{prefix}-images-idx3-ubyte'} holds {len(split.data)} images but "
+                    f"{raw / f'{prefix}-labels-idx1-ubyte'} {len(split.targets)} labels; "
+                    "replace them with the official files"
+                )
         test_split = TensorSplit(test.data.unsqueeze(1), test.targets)
         self.splits = self.holdout_splits(train.data.unsqueeze(1), train.targets, test_split, self.val_size)
