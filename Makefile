@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen
 ARGS ?=
 
-.PHONY: setup train test test-fast lint format tensorboard bench summary clean
+.PHONY: setup train test test-fast lint format tensorboard bench summary screenshots clean
 
 $(UV):
 	python3 -m pip install --quiet uv || curl -LsSf https://astral.sh/uv/install.sh | sh
@@ -31,6 +31,9 @@ format: setup
 
 tensorboard: setup  ## TensorBoard on every run under outputs/
 	$(RUN) tensorboard --logdir outputs --host localhost --port $${PORT:-6006}
+
+screenshots: setup  ## README screenshots (docs/img) of a run's TensorBoard via headless Chromium; ARGS="<run dir> --sweep <sweep dir>"
+	$(RUN) python scripts/screenshots.py $(ARGS)
 
 summary: setup  ## per-layer shapes, e.g. make summary ARGS="model=alexnet padding=same"
 	$(RUN) python -m src.summary $(ARGS)
