@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.errors import ConfigError, UserError
-from src.schema import check_writable, output_directory, validate_config
+from src.schema import check_cache_dir, check_writable, output_directory, validate_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
@@ -99,6 +99,7 @@ def validate_command_line(argv: Sequence[str]) -> None:
     with torch.device("meta"):
         instantiate(cfg.model)
     check_writable(output_directory(cfg, argv))  # last: it creates the log directory
+    check_cache_dir(Path(str(cfg.paths.cache_dir)).expanduser())
 
 
 def _root_cause(error: BaseException) -> BaseException:

@@ -219,3 +219,15 @@ def check_writable(
         raise ConfigError(f"cannot write the output directory {directory}: {reason}; {hint}") from None
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write the output directory {directory}: permission denied; {hint}")
+
+
+def check_cache_dir(directory: Path) -> None:
+    """The cache must exist or be creatable (it may be read-only when it already holds everything)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(
+            f"cannot create the cache directory {directory}: {reason}; "
+            "set CACHE_DIR (or paths.cache_dir=...) to a writable directory"
+        ) from None

@@ -91,6 +91,12 @@ def test_bad_inputs_fail_in_one_line_before_training(tmp_path):
             [f"hydra.run.dir={tmp_path / 'file.txt' / 'run'}"],
             [r"cannot write the output directory .*file\.txt/run: Not a directory; set paths\.log_dir"],
         ),
+        (
+            "cache directory under a file",
+            data,
+            [f"paths.cache_dir={tmp_path / 'file.txt' / 'cache'}"],
+            [r"cannot create the cache directory .*file\.txt/cache: Not a directory; set CACHE_DIR"],
+        ),
         ("missing MNIST", empty, [], [r"MNIST not found: expected train-images-idx3-ubyte.*DATA_DIR"]),
         (
             "truncated MNIST .gz",

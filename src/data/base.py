@@ -208,7 +208,10 @@ class InMemoryDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world_size,
         )
-        return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=0)
+        # Its own generator: creating an iterator draws a (here unused) worker seed, which would otherwise
+        # come from the global RNG, whose stream augmentation uses and a resumed run must continue exactly.
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=0, generator=generator)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
