@@ -18,6 +18,7 @@ from src.config import PROJECT_ROOT
 from src.data.files import atomic_save
 from src.train import write_json_atomically
 from tests.conftest import fast_overrides
+from tests.tiny_data import make_tiny_cifar
 
 TIMING = ("per_second", "seconds", "time")  # wall-clock metrics differ between any two runs
 
@@ -28,6 +29,9 @@ def _command(data_dir: Path, out: Path) -> list[str]:
         "-m",
         "src.train",
         *fast_overrides(data_dir, out),
+        # CIFAR-10's random crops and flips draw from the global RNG: a resume must restore it.
+        "data=cifar10",
+        "data.val_size=20",
         "trainer.max_epochs=3",
         "trainer.deterministic=true",
         # Sleeps after each epoch's checkpoint, so the kill below lands between two checkpoints.
@@ -53,10 +57,11 @@ def _comparable(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if not any(word in k for word in TIMING)}
 
 
-def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tiny_mnist, tmp_path):
+def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tmp_path):
+    data = make_tiny_cifar(tmp_path / "data")
     straight_out, killed_out = tmp_path / "straight", tmp_path / "killed"
-    straight = _start(_command(tiny_mnist, straight_out), tmp_path / "straight.log")
-    killed = _start(_command(tiny_mnist, killed_out), tmp_path / "killed.log")
+    straight = _start(_command(data, straight_out), tmp_path / "straight.log")
+    killed = _start(_command(data, killed_out), tmp_path / "killed.log")
     run_dir, last = killed_out / "run", killed_out / "run" / "checkpoints" / "last.ckpt"
     try:
         deadline = time.monotonic() + 240
@@ -85,7 +90,8 @@ def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tiny_mnist, tmp_p
 
     expected = json.loads((straight_out / "run" / "metrics.json").read_text())
     got = json.loads((run_dir / "metrics.json").read_text())
-    assert (got["epochs"], got["global_step"]) == (expected["epochs"], expected["global_step"]) == (3, 18)
+    assert (got["epochs"], got["global_step"]) == (expected["epochs"], expected["global_step"])
+    assert expected["epochs"] == 3
     want, have = _comparable(expected["metrics"]), _comparable(got["metrics"])
     assert want.keys() == have.keys()
     for key, value in want.items():
