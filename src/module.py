@@ -17,10 +17,10 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from src.reliability import TrainingDiverged, rng_state, set_rng_state
+
 # Every metric name this module logs: the names a sweeper's `optimized_metric` may use.
 LOGGED_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc")
-
-from src.reliability import TrainingDiverged, rng_state, set_rng_state
 
 
 class ImageClassifier(L.LightningModule):
