@@ -430,19 +430,26 @@ def flat_hparams(cfg: DictConfig, choices: Mapping[str, Any] | None = None) -> d
 def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: Mapping[str, float]) -> None:
     """Write the run's config + final metrics into TensorBoard's HParams tab (one row per run).
 
-    The metrics are stored under `hparams/<name>` (e.g. `hparams/test_acc`), so they do not add a
-    stray step-0 point to the `test/acc` or `val/acc` curves.
+    Each run writes a session start (its hparams) and a session end, and its final metrics as scalars
+    `hparams/<name>` (e.g. `hparams/test_acc`, separate tags, so the `test/acc` and `val/acc` curves get
+    no stray point). No run writes an experiment summary: TensorBoard then builds one from all the runs
+    it sees and puts the hparams whose values differ (e.g. pooling and padding in a sweep) first.
     """
     from hydra.core.hydra_config import HydraConfig
+    from torch.utils.tensorboard.summary import hparams
 
-    loggers = [lg for lg in trainer.loggers if isinstance(lg, LightningTensorBoardLogger)]
-    if not loggers or not trainer.is_global_zero:
+    writer = tensorboard(trainer)
+    if writer is None or not trainer.is_global_zero:
         return
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     params = flat_hparams(cfg, choices)
     wanted = ("val/acc", "val/acc_best", "val/loss", "test/acc", "test/loss", "train/images_per_second")
     values = {f"hparams/{k.replace('/', '_')}": float(metrics[k]) for k in wanted if k in metrics}
     values["hparams/epochs"] = float(trainer.current_epoch)
-    for logger in loggers:
-        logger.log_hyperparams(params, values)
-        logger.experiment.flush()
+    _experiment, session_start, session_end = hparams(params, values)
+    file_writer = writer._get_file_writer()  # reopens the event file Lightning closed after fit/test
+    file_writer.add_summary(session_start)
+    file_writer.add_summary(session_end)
+    for name, value in values.items():
+        writer.add_scalar(name, value, trainer.global_step)
+    writer.flush()
