@@ -65,7 +65,7 @@ RULES: tuple[Rule, ...] = (
     Rule("scheduler.pct_start", "number", "0 < pct_start < 1", lambda v: 0 < v < 1),
     Rule("data.batch_size", "int", "an integer >= 1", lambda v: v >= 1),
     Rule("data.eval_batch_size", "int", "an integer >= 1", lambda v: v >= 1),
-    Rule("data.val_size", "int", "an integer >= 1", lambda v: v >= 1),
+    Rule("data.val_size", "int", "an integer >= 0 (0: validate on the test set)", lambda v: v >= 0),
     Rule("data.split_seed", "int", "an integer"),
     Rule("data.split_index", "int", "1, 2, 3 or null", lambda v: v in (1, 2, 3), nullable=True),
     Rule("data.augmentation", "bool", "true or false"),
