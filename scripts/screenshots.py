@@ -44,7 +44,6 @@ PAGES = {
 SWEEP_PAGES = {
     "tensorboard_sweep_hparams.png": ("hparams", 1600, 700),
     "tensorboard_sweep_pool1.png": ("images&tagFilter=feature_maps%2F0%5B13%5D_", 1600, 1700),
-    "tensorboard_sweep_scalars.png": ("scalars&tagFilter=%5Eval%2Facc%24%7C%5Etest%2Facc%24", 1600, 700),
 }
 
 

@@ -418,7 +418,8 @@ def flat_hparams(cfg: DictConfig, choices: Mapping[str, Any] | None = None) -> d
         node = cfg.get(section)
         if isinstance(node, DictConfig):
             for key, value in OmegaConf.to_container(node, resolve=True).items():
-                if not key.startswith("_") and not isinstance(value, dict | list):
+                # model.pooling / model.padding repeat the choices above
+                if not key.startswith("_") and key not in params and not isinstance(value, dict | list):
                     params[f"{section}.{key}"] = value
     for key in HPARAM_KEYS:
         value = OmegaConf.select(cfg, key, default=None)
