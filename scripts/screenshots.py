@@ -38,13 +38,13 @@ PAGES = {
     "tensorboard_feature_maps.png": ("images&tagFilter=feature_maps", 1600, 1500),
     "tensorboard_confusion_matrix.png": ("images&tagFilter=confusion_matrix%7Cmistakes", 1600, 930),
     "tensorboard_inputs_filters.png": ("images&tagFilter=inputs%7Cfilters", 1600, 900),
-    "tensorboard_hparams.png": ("hparams", 1600, 700),
+    "tensorboard_hparams.png": ("hparams", 2400, 600),
     "tensorboard_graph.png": ("graphs", 1600, 900),
 }
-SWEEP_PAGES = {
-    "tensorboard_sweep_hparams.png": ("hparams", 1600, 700),
-    "tensorboard_sweep_pool1.png": ("images&tagFilter=feature_maps%2F0%5B13%5D_", 1600, 1700),
-}
+# The HParams tab finds each run's final metrics only under a plain --logdir (runs named `0/tensorboard`,
+# …; the table shows pooling and padding); the image page names the runs with --logdir_spec.
+SWEEP_HPARAMS_PAGES = {"tensorboard_sweep_hparams.png": ("hparams", 2400, 600)}
+SWEEP_PAGES = {"tensorboard_sweep_pool1.png": ("images&tagFilter=feature_maps%2F0%5B13%5D_", 1600, 1700)}
 
 
 def newest_run(root: Path) -> Path:
@@ -145,13 +145,19 @@ def main() -> None:
     parser.add_argument("run_dir", nargs="?", type=Path, help="a run directory (default: the newest)")
     parser.add_argument("--sweep", type=Path, help="a multirun directory: also capture the comparison pages")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
-    parser.add_argument("--only", nargs="*", choices=sorted(PAGES | SWEEP_PAGES), help="only these files")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=sorted(PAGES | SWEEP_HPARAMS_PAGES | SWEEP_PAGES),
+        help="only these files",
+    )
     args = parser.parse_args()
     run_dir = (args.run_dir or newest_run(ROOT / "outputs")).resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     serve_and_capture(["--logdir", str(run_dir / "tensorboard")], PAGES, args.out, args.only)
     print(f"(run: {run_dir})")
     if args.sweep:
+        serve_and_capture(["--logdir", str(args.sweep.resolve())], SWEEP_HPARAMS_PAGES, args.out, args.only)
         spec = sweep_logdir_spec(args.sweep.resolve())
         serve_and_capture(["--logdir_spec", spec], SWEEP_PAGES, args.out, args.only)
         print(f"(sweep: {args.sweep})")

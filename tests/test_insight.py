@@ -141,6 +141,9 @@ def test_tensorboard_server_serves_the_run(run_dir):
         with urllib.request.urlopen(request, timeout=10) as response:
             groups = json.loads(response.read())["sessionGroups"]
         assert groups[0]["hparams"]["pooling"] == "min" and groups[0]["hparams"]["padding"] == "same"
+        final = {m["name"]["tag"]: m["value"] for m in groups[0]["metricValues"]}
+        test_acc = json.loads((run_dir / "metrics.json").read_text())["metrics"]["test/acc"]
+        assert final["hparams/test_acc"] == pytest.approx(test_acc)
     finally:
         server.terminate()
         server.wait(timeout=30)
