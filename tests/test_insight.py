@@ -147,3 +147,26 @@ def test_tensorboard_server_serves_the_run(run_dir):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_alexnet_feature_maps_and_filters(tmp_path):
+    """The same callbacks on AlexNet: every layer of `features` (conv, ReLU, LRN, pool) gets a map."""
+    data = make_tiny_mnist(tmp_path / "data", train=128, test=32)
+    overrides = [
+        *fast_overrides(data, tmp_path),
+        "model=alexnet",
+        "model.input_size=67",
+        "trainer.max_epochs=1",
+    ]
+    overrides += ["+trainer.limit_train_batches=2", "data.eval_batch_size=16", "test=false"]
+    train(compose_train_config(overrides, tmp_path / "run"))
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    images = set(events.Tags()["images"])
+    assert {
+        "feature_maps/01_conv1",
+        "feature_maps/03_lrn1",
+        "feature_maps/04_pool1",
+        "filters/features.conv1",
+    } <= images
+    assert max(tag for tag in images if tag.startswith("feature_maps/")) == "feature_maps/15_pool5"
