@@ -1,4 +1,5 @@
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hydra.utils import instantiate
@@ -41,17 +42,21 @@ def test_bad_choice_is_one_line_listing_the_options():
     check_choices(["pooling=max,avg,min", "model.pooling=whatever", "trainer.max_epochs=1"])  # not groups
 
 
-@pytest.mark.parametrize(
-    "args,message",
-    [
-        (["pooling=median"], "error: pooling=median is not a choice; allowed: avg, max, min"),
-        (["model=lenet"], "error: model=lenet is not a choice; allowed: alexnet, alexnet_bn, lenet5"),
-        (["model.activation_fn=swish"], "error: activation='swish' is not supported; choose one of:"),
-    ],
-)
-def test_cli_bad_input_exits_non_zero_with_one_line(args, message):
-    result = run_cli("src.train", *args, "data.download=false", env={"DATA_DIR": "/nonexistent"})
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith(message), result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
+CLI_CASES = [
+    (["pooling=median"], "error: pooling=median is not a choice; allowed: avg, max, min"),
+    (["model=lenet"], "error: model=lenet is not a choice; allowed: alexnet, alexnet_bn, lenet5"),
+    (["model.activation_fn=swish"], "error: activation='swish' is not supported; choose one of:"),
+]
+
+
+def test_cli_bad_choices_exit_non_zero_with_one_line():
+    def run(args):
+        return run_cli("src.train", *args, "data.download=false", env={"DATA_DIR": "/nonexistent"})
+
+    with ThreadPoolExecutor(2) as pool:  # ~10 s of start-up each: two at a time
+        results = list(pool.map(run, [args for args, _ in CLI_CASES]))
+    for (args, message), result in zip(CLI_CASES, results, strict=True):
+        assert result.returncode == 2, (args, result.stderr[-2000:])
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert lines[-1].startswith(message), (args, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr

@@ -67,14 +67,6 @@ def test_sgd_and_schedulers_compose_and_run(tiny_mnist, tmp_path):
         assert train(cfg)["epochs"] == 1, scheduler
 
 
-def test_missing_data_is_one_line_with_data_dir_hint(tmp_path):
-    result = run_cli("src.train", *fast_overrides(tmp_path / "missing", tmp_path / "out"))
-    assert result.returncode == 2
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: MNIST not found: expected train-images-idx3-ubyte") and "DATA_DIR" in last
-    assert "Traceback" not in result.stderr
-
-
 @pytest.mark.slow
 def test_one_epoch_on_real_mnist_reaches_97_percent(tmp_path):
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():
