@@ -40,7 +40,7 @@ from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from src.config import PROJECT_ROOT, compose_config, user_errors
-from src.train import build, quiet_lightning, write_json_atomically
+from src.train import build, quiet_lightning, skip_nvml_probe_without_driver, write_json_atomically
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 OUTPUT_DIR = PROJECT_ROOT / "outputs" / "bench"
@@ -81,6 +81,7 @@ def bench_config(experiment: str, overrides: list[str], name: str) -> DictConfig
 
 def prepare(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
     quiet_lightning()
+    skip_nvml_probe_without_driver()
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -118,13 +119,14 @@ class EpochClock(L.Callback):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, datamodule: L.LightningDataModule, split: str = "test") -> tuple[float, int]:
+def evaluate(model: nn.Module, datamodule: L.LightningDataModule, split: str = "test",
+             memory_format: torch.memory_format = torch.contiguous_format) -> tuple[float, int]:  # fmt: skip
     """Accuracy of `model` on a split, and the number of images: the bare evaluation loop."""
     was_training = model.training
     model.eval()
     correct = total = 0
     for images, labels in datamodule._loader(split, train=False):
-        logits = model(datamodule.to_model_input(images, train=False))
+        logits = model(datamodule.to_model_input(images, train=False).contiguous(memory_format=memory_format))
         correct += int((logits.argmax(1) == labels).sum())
         total += len(labels)
     model.train(was_training)
@@ -169,15 +171,14 @@ def accuracy_markdown(results: list[dict[str, Any]]) -> list[str]:
 
 # ---------------------------------------------------------------------------------------- speed
 def bare_training_epoch(model: nn.Module, datamodule: L.LightningDataModule, optimizer: torch.optim.Optimizer,
-                        max_batches: int | None = None) -> float:  # fmt: skip
+                        memory_format: torch.memory_format = torch.contiguous_format) -> float:  # fmt: skip
     """The minimal loop the Lightning path is measured against; returns images/s."""
     criterion, images_seen = nn.CrossEntropyLoss(), 0
     model.train()
     start = time.perf_counter()
-    for index, (images, labels) in enumerate(datamodule.train_dataloader()):
-        if max_batches is not None and index >= max_batches:
-            break
-        loss = criterion(model(datamodule.to_model_input(images, train=True)), labels)
+    for images, labels in datamodule.train_dataloader():
+        inputs = datamodule.to_model_input(images, train=True).contiguous(memory_format=memory_format)
+        loss = criterion(model(inputs), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -204,12 +205,13 @@ def lightning_training(cfg: DictConfig) -> tuple[float, float]:
 def bare_training(cfg: DictConfig) -> tuple[float, float]:
     """The same for the bare loop: the same network, optimizer, datamodule and batches."""
     datamodule, module, _ = prepare(cfg)
-    model = module.model
+    model = module.model  # already in the module's memory format
+    memory_format = torch.channels_last if cfg.module.channels_last else torch.contiguous_format
     optimizer = instantiate(cfg.optimizer)(params=model.parameters())
-    bare_training_epoch(model, datamodule, optimizer)  # epoch 1: warm-up, as for Lightning
-    speed = bare_training_epoch(model, datamodule, optimizer)
+    bare_training_epoch(model, datamodule, optimizer, memory_format)  # epoch 1: warm-up, as for Lightning
+    speed = bare_training_epoch(model, datamodule, optimizer, memory_format)
     start = time.perf_counter()
-    _, count = evaluate(model, datamodule)
+    _, count = evaluate(model, datamodule, memory_format=memory_format)
     return speed, count / (time.perf_counter() - start)
 
 

@@ -1,0 +1,33 @@
+import copy
+from functools import partial
+
+import torch
+
+from src.models import LeNet5
+from src.module import ImageClassifier
+
+
+def classifier(**kwargs) -> ImageClassifier:
+    torch.manual_seed(0)
+    return ImageClassifier(
+        LeNet5(activation_fn="relu"), optimizer=partial(torch.optim.Adam, lr=1e-3), **kwargs
+    )
+
+
+def test_channels_last_computes_the_same_logits():
+    plain = classifier()
+    nhwc = classifier(channels_last=True)
+    nhwc.load_state_dict(copy.deepcopy(plain.state_dict()))
+    x = torch.randn(8, 1, 32, 32)
+    assert nhwc.model.features.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(plain(x), nhwc(x), atol=1e-5)
+    assert set(plain.state_dict()) == set(nhwc.state_dict())  # checkpoints interchangeable
+
+
+def test_multi_crop_input_averages_the_softmax_over_crops():
+    module = classifier().eval()
+    crops = torch.randn(4, 10, 1, 32, 32)
+    log_mean = module(crops)
+    expected = torch.stack([module(crops[:, i]).softmax(-1) for i in range(10)], 1).mean(1)
+    assert log_mean.shape == (4, 10)
+    assert torch.allclose(log_mean.exp(), expected, atol=1e-6)
