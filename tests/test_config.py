@@ -60,3 +60,13 @@ def test_cli_bad_choices_exit_non_zero_with_one_line():
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert lines[-1].startswith(message), (args, result.stderr[-2000:])
         assert "Traceback" not in result.stderr
+
+
+def test_profiler_choices_instantiate(tmp_path):
+    for name, cls in (
+        ("simple", "SimpleProfiler"),
+        ("advanced", "AdvancedProfiler"),
+        ("pytorch", "PyTorchProfiler"),
+    ):
+        cfg = compose_train_config([f"profiler={name}"], tmp_path)
+        assert type(instantiate(cfg.trainer.profiler)).__name__ == cls
