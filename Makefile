@@ -38,8 +38,8 @@ screenshots: setup  ## README screenshots (docs/img) of a run's TensorBoard via 
 summary: setup  ## per-layer shapes, e.g. make summary ARGS="model=alexnet padding=same"
 	$(RUN) python -m src.summary $(ARGS)
 
-bench: setup  ## the benchmark: trains to best accuracy and measures speed; writes bench/results
-	$(RUN) python -m src.bench $(ARGS)
+bench: setup  ## accuracy, speed and scaling suites (DATA_DIR needed); writes bench/results/
+	$(RUN) python -m src.bench all $(ARGS)
 
 clean:
 	rm -rf outputs .cache .pytest_cache .ruff_cache

@@ -26,6 +26,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -74,6 +75,7 @@ def machine_line(m: dict[str, Any], command: str) -> str:
 def bench_config(experiment: str, overrides: list[str], name: str) -> DictConfig:
     """The experiment's config as src.train composes it, writing into outputs/bench/<name>."""
     cfg = compose_config([f"experiment={experiment}", *overrides])
+    shutil.rmtree(OUTPUT_DIR / name, ignore_errors=True)  # checkpoints of an earlier benchmark
     with open_dict(cfg):  # loggers, checkpoints and the trainer all write below paths.output_dir
         cfg.paths.output_dir = str(OUTPUT_DIR / name)
     return cfg
@@ -322,11 +324,12 @@ def scaling_plot(result: dict[str, Any], path: Path) -> None:
             rows = [r for r in result["rows"] if r["network"] == network and r["threads"] == threads]
             ax.plot([r["batch_size"] for r in rows], [r["images_per_second"] for r in rows], "o-",
                     label=f"{threads} thread{'s' if threads > 1 else ''}")  # fmt: skip
-        ax.set(xscale="log", xlabel="batch size", ylabel="training images/s", title=network)
+        ax.set(xscale="log", xlabel="batch size", ylabel="training images/s (bare step, NCHW)", title=network)
         ax.set_xticks(
             [r["batch_size"] for r in result["rows"] if r["network"] == network and r["threads"] == 1]
         )
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

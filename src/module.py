@@ -146,7 +146,7 @@ class ImageClassifier(L.LightningModule):
         """Record the first step whose loss is not finite, on the device (no host sync); stop at once on
         the CPU, where looking costs nothing, elsewhere every 100 steps and before any checkpoint."""
         if loss.device.type == "cpu":
-            value = float(loss)
+            value = float(loss.detach())
             if not math.isfinite(value):
                 self._divergence = torch.tensor([float(self.global_step), value])
                 self._raise_if_diverged()
