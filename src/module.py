@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -51,9 +52,12 @@ class ImageClassifier(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         num_classes = model.num_classes
-        # validate_args=False: no torch.unique() over every batch's labels to check their range
-        accuracy = lambda: MulticlassAccuracy(num_classes, average="micro", validate_args=False)  # noqa: E731
-        self.train_acc, self.val_acc, self.test_acc = accuracy(), accuracy(), accuracy()
+        # validate_args=False: no torch.unique() over every batch's labels to check their range.
+        # train/acc is each rank's own (no sync): a collective in on_train_epoch_end could cross the
+        # reduce that the progress bar triggers on rank 0 only, and hang DDP.
+        accuracy = partial(MulticlassAccuracy, num_classes, average="micro", validate_args=False)
+        self.train_acc = accuracy(sync_on_compute=False)
+        self.val_acc, self.test_acc = accuracy(), accuracy()
         self.val_acc_best = MaxMetric()
         size = model.input_size
         # Lets Lightning print per-layer shapes and TensorBoard draw the graph.
