@@ -23,7 +23,7 @@ from src.reliability import TrainingDiverged, rng_state, set_rng_state
 
 # Every metric name this module logs: the names a sweeper's `optimized_metric` may use.
 LOGGED_METRICS = (
-    "train/loss_step", "train/loss_epoch", "train/acc",
+    "train/loss", "train/loss_epoch", "train/acc",
     "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc",
 )  # fmt: skip
 
@@ -102,7 +102,7 @@ class ImageClassifier(L.LightningModule):
         self._loss_count += len(batch[1])
         every = max(self.trainer.log_every_n_steps, 1)
         if (self.global_step + 1) % every == 0 or self.trainer.fast_dev_run:
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def on_train_epoch_start(self) -> None:

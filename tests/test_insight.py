@@ -42,7 +42,7 @@ def events(run_dir) -> EventAccumulator:
 
 def test_scalars_include_losses_lr_throughput_and_test(events, run_dir):
     scalars = set(events.Tags()["scalars"])
-    expected = {"train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc_best"}
+    expected = {"train/loss", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc_best"}
     assert expected | {"lr-Adam", "train/images_per_second", "test/acc", "test/loss"} <= scalars
     throughput = events.Scalars("train/images_per_second")
     assert len(throughput) == EPOCHS and all(e.value > 0 for e in throughput)
