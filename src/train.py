@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -32,6 +31,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import user_errors, validate_command_line
+from src.data.files import atomic_open
 from src.distributed import install_child_command, isolated_job, rank_overrides
 from src.insight import log_hparams
 from src.reliability import expand_resume
@@ -59,17 +59,10 @@ def skip_nvml_probe_without_driver() -> None:
 
 
 def write_json_atomically(data: dict[str, Any], path: Path) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """JSON that is never half-written (src/data/files.py: atomic_open)."""
+    with atomic_open(path, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
 
 
 def instantiate_dict(cfg: DictConfig | None) -> list[Any]:

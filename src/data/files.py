@@ -6,13 +6,16 @@ Every writer here puts its output in a temporary name beside the target and rena
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import torch
 from torchvision.datasets.utils import download_url
@@ -54,27 +57,42 @@ def extract_folder_atomically(archive: Path, folder: str, target: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def atomic_save(obj: object, path: Path) -> None:
-    """torch.save to a temporary file in the same directory, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open `.<name>.<random>.tmp` beside `path` for writing; when the block ends without an error the
+    file is flushed to disk and renamed onto `path` in one step, otherwise it is removed. Every
+    "atomic" writer of the project (checkpoints, metrics.json, dataset caches) goes through here."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have given
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def atomic_save(obj: object, path: str | os.PathLike) -> None:
+    """torch.save that never leaves a half-written file."""
+    with atomic_open(path) as handle:
+        torch.save(obj, handle)
+
+
 def gunzip_atomically(source: Path, target: Path) -> None:
     """Decompress `source` (.gz) to `target`; a damaged file is a DataError naming it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with gzip.open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+        with gzip.open(source, "rb") as src, atomic_open(target) as dst:
             shutil.copyfileobj(src, dst)
-        os.replace(tmp, target)
     except (OSError, EOFError) as error:
-        Path(tmp).unlink(missing_ok=True)
         raise DataError(f"cannot decompress {source}: {error}; replace it with the official file") from error
