@@ -41,6 +41,7 @@ from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from src.config import PROJECT_ROOT, compose_config, user_errors
+from src.insight import ImagesPerSecond
 from src.train import build, quiet_lightning, skip_nvml_probe_without_driver, write_json_atomically
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
@@ -92,28 +93,22 @@ def prepare(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, 
     return datamodule, module, trainer
 
 
-class EpochClock(L.Callback):
-    """Times the training epochs (not validation); optionally tests after each one, off the clock."""
+class EpochClock(ImagesPerSecond):
+    """Times the training epochs, stopping at each epoch's last training batch as ImagesPerSecond does:
+    Lightning validates before `on_train_epoch_end`, and validation is not training time. Optionally
+    tests after each epoch, off the clock."""
 
     def __init__(self, evaluate: Callable[[nn.Module], float] | None = None) -> None:
-        self.evaluate, self.rows, self.images = evaluate, [], 0
-        self.trained_seconds, self._start = 0.0, 0.0
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
-        self._epoch_images = 0
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        self._epoch_images += len(batch[1])
+        self.evaluate, self.rows, self.trained_images, self.trained_seconds = evaluate, [], 0, 0.0
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        seconds = time.perf_counter() - self._start
+        seconds = (self.stop or time.perf_counter()) - self.start
         self.trained_seconds += seconds
-        self.images += self._epoch_images
+        self.trained_images += self.images
         row = {
             "epoch": trainer.current_epoch + 1,
             "train_seconds": round(self.trained_seconds, 2),
-            "images_per_second": round(self._epoch_images / seconds),
+            "images_per_second": round(self.images / seconds),
         }
         if self.evaluate is not None:
             row["test_acc"] = self.evaluate(module)
@@ -151,7 +146,7 @@ def run_accuracy(experiment: str, overrides: list[str]) -> dict[str, Any]:
         "best_test_acc": max(r["test_acc"] for r in clock.rows),
         "epochs": len(clock.rows),
         "train_seconds": round(clock.trained_seconds, 2),
-        "train_images_per_second": round(clock.images / clock.trained_seconds),
+        "train_images_per_second": round(clock.trained_images / clock.trained_seconds),
         "seconds_to_test_acc": reached,
         "per_epoch": clock.rows,
         "batch_size": cfg.data.batch_size,
