@@ -22,12 +22,12 @@ test-fast: setup  ## everything but the slow real-data tests
 	$(RUN) pytest -m "not slow" $(ARGS)
 
 lint: setup
-	$(RUN) ruff check src tests
-	$(RUN) ruff format --check src tests
+	$(RUN) ruff check src tests bench scripts
+	$(RUN) ruff format --check src tests bench scripts
 
 format: setup
-	$(RUN) ruff format src tests
-	$(RUN) ruff check --fix src tests
+	$(RUN) ruff format src tests bench scripts
+	$(RUN) ruff check --fix src tests bench scripts
 
 tensorboard: setup  ## TensorBoard on every run under outputs/
 	$(RUN) tensorboard --logdir outputs --host localhost --port $${PORT:-6006}

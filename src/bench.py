@@ -3,8 +3,9 @@
     python -m src.bench accuracy                     # LeNet-5/MNIST recipe: accuracy, time to 99.0 %
     python -m src.bench accuracy --experiment seed_lenet5_mnist
     python -m src.bench speed                        # src.train's path vs a bare PyTorch loop
+    python -m src.bench keras                        # the seed's Keras LeNet-5 beside the same here
     python -m src.bench scaling                      # images/s against batch size and threads
-    python -m src.bench all                          # all three (this is `make bench`)
+    python -m src.bench all                          # all four (this is `make bench`)
 
 Extra Hydra overrides go at the end: `python -m src.bench accuracy trainer.max_epochs=5`.
 
@@ -15,6 +16,8 @@ speed: in one process, interleaved (L, bare, L, bare; best of each), one warm tr
 (a) the full Lightning + Hydra path and (b) a minimal hand-written loop over the same model, data
 pipeline, batch size and threads; evaluation images/s of both; the data pipeline alone; and the start-up
 time of `python -m src.train … trainer.fast_dev_run=true`.
+keras: the seed's Keras LeNet-5 (bench/keras_lenet5.py, TensorFlow CPU in a throw-away uv environment)
+beside the same network and recipe as a bare loop and through src.train, and beside our own recipe.
 scaling: training images/s of the bare step against batch size and torch threads, for both networks.
 
 Results: bench/results/<suite>.json, <suite>.md (and scaling.png), with machine, versions and date.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import shutil
@@ -41,6 +45,7 @@ from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from src.config import PROJECT_ROOT, compose_config, user_errors
+from src.errors import UserError
 from src.insight import ImagesPerSecond
 from src.train import build, quiet_lightning, skip_nvml_probe_without_driver, write_json_atomically
 
@@ -268,6 +273,62 @@ def speed_markdown(r: dict[str, Any]) -> list[str]:
     ]
 
 
+# ---------------------------------------------------------------------------------------- keras
+# TensorFlow is not a dependency: the seed's Keras LeNet-5 runs in a throw-away uv environment.
+KERAS_COMMAND = ["uv", "run", "--no-project", "--python", "3.11", "--with", "tensorflow-cpu==2.21.0",
+                 "python", "bench/keras_lenet5.py"]  # fmt: skip
+
+
+def keras_speed(data_dir: str, out: Path, extra: list[str] | None = None) -> dict[str, Any]:
+    """Run bench/keras_lenet5.py (seed LeNet-5, batch 128) and return its JSON result."""
+    if shutil.which(KERAS_COMMAND[0]) is None:
+        raise UserError("uv not found: the Keras comparison runs TensorFlow through uv (pip install uv)")
+    command = [*KERAS_COMMAND, "--data-dir", data_dir, "--out", str(out), *(extra or [])]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise UserError(f"the Keras benchmark failed ({' '.join(command)}): {last}")
+    return json.loads(out.read_text())
+
+
+def run_keras(overrides: list[str], keras_extra: list[str] | None = None) -> dict[str, Any]:
+    """Training images/s of the seed's LeNet-5 in Keras beside the same recipe here, bare and src.train,
+    and beside our own recipe (ReLU, max pooling, batch 256) through src.train."""
+    seed = bench_config("seed_lenet5_mnist", overrides, "keras_seed")
+    ours = bench_config("lenet5_mnist", overrides, "keras_ours")
+    keras = keras_speed(str(seed.data.data_dir), OUTPUT_DIR / "keras_raw.json", keras_extra)
+    rows = [
+        ("seed LeNet-5 (tanh, average pooling, Adam)", f"Keras {keras['keras']} / TensorFlow "
+         f"{keras['tensorflow']} CPU, `model.fit`", 128, keras["images_per_second"]),
+        ("the same network and recipe", "bare PyTorch loop", seed.data.batch_size, bare_training(seed)[0]),
+        ("the same network and recipe", "src.train `experiment=seed_lenet5_mnist`", seed.data.batch_size,
+         lightning_training(seed)[0]),
+        ("our recipe (ReLU, max pooling, one-cycle)", "src.train `experiment=lenet5_mnist`",
+         ours.data.batch_size, lightning_training(ours)[0]),
+    ]  # fmt: skip
+    return {
+        "keras": keras,
+        "rows": [
+            {
+                "recipe": r,
+                "framework": f,
+                "batch_size": b,
+                "images_per_second": round(v),
+                "vs_keras": round(v / keras["images_per_second"], 3),
+            }
+            for r, f, b, v in rows
+        ],  # fmt: skip
+    }
+
+
+def keras_markdown(result: dict[str, Any]) -> list[str]:
+    lines = ["| recipe | framework | batch | training images/s | × Keras |", "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['recipe']} | {r['framework']} | {r['batch_size']} | "
+                     f"{r['images_per_second']:,} | {r['vs_keras']:.2f} |")  # fmt: skip
+    return lines
+
+
 # -------------------------------------------------------------------------------------- scaling
 SCALING = {  # network -> (experiment, batch sizes); AlexNet stops at 256: 1024 images of 227x227 per step
     "lenet5": ("lenet5_mnist", (32, 64, 128, 256, 512, 1024)),  # would take minutes a step here
@@ -357,7 +418,7 @@ def save(suite: str, result: dict[str, Any], lines: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", choices=("accuracy", "speed", "scaling", "all"))
+    parser.add_argument("suite", choices=("accuracy", "speed", "keras", "scaling", "all"))
     parser.add_argument(
         "--experiment",
         action="append",
@@ -366,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = parser.parse_intermixed_args(argv)
-    suites = ("accuracy", "speed", "scaling") if args.suite == "all" else (args.suite,)
+    suites = ("accuracy", "speed", "keras", "scaling") if args.suite == "all" else (args.suite,)
     with user_errors():
         if "accuracy" in suites:
             experiments = args.experiment or ["lenet5_mnist", "seed_lenet5_mnist"]
@@ -375,6 +436,9 @@ def main(argv: list[str] | None = None) -> None:
         if "speed" in suites:
             result = run_speed((args.experiment or ["lenet5_mnist"])[0], args.overrides)
             save("speed", result, speed_markdown(result))
+        if "keras" in suites:
+            result = run_keras(args.overrides)
+            save("keras", result, keras_markdown(result))
         if "scaling" in suites:
             result = run_scaling(args.overrides)
             scaling_plot(result, RESULTS_DIR / "scaling.png")

@@ -1,18 +1,23 @@
-"""Checkpoints that are never half-written: serialised into a temporary file in the same directory,
-flushed to disk, then renamed over the old file in one step (os.replace is atomic on POSIX).
+"""Checkpoints that are never half-written, and a `last.ckpt` that is always the latest epoch.
+
+AtomicCheckpointIO serialises into a temporary file in the same directory, flushes it to disk, then
+renames it over the old file in one step (os.replace is atomic on POSIX).
 
 Lightning's own TorchCheckpointIO serialises into memory first but then writes straight into the
 target, so a run killed during that write leaves a truncated `last.ckpt` that a resume cannot read.
 With this plugin (conf/trainer/default.yaml: `plugins`) a kill at any moment leaves either the previous
 checkpoint or the new one, and at worst a stray `.<name>.*.tmp` that the next save does not mind.
+ModelCheckpoint below (conf/callbacks/default.yaml) keeps `last.ckpt` current for `resume=<run dir>`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import lightning as L
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from typing_extensions import override
 
 from src.data.files import atomic_save
@@ -29,3 +34,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         atomic_save(checkpoint, str(path).removeprefix("file://"))
+
+
+class ModelCheckpoint(LightningModelCheckpoint):
+    """Lightning's ModelCheckpoint, but `last.ckpt` is rewritten after every epoch.
+
+    Since Lightning 2.5 `save_last=True` rewrites `last.ckpt` only when a top-k checkpoint is saved in
+    the same step, so once the monitored metric stops improving `last.ckpt` falls behind, and
+    `resume=<run dir>` would silently go back to the best epoch and train those epochs again.
+    """
+
+    @override
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def _save_last_if_behind(self, trainer: L.Trainer) -> None:
+        # _should_skip_saving_checkpoint is also true when this step's checkpoint is already written
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

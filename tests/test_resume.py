@@ -16,8 +16,8 @@ import torch
 from src.checkpoint_io import AtomicCheckpointIO
 from src.config import PROJECT_ROOT
 from src.data.files import atomic_save
-from src.train import write_json_atomically
-from tests.conftest import fast_overrides
+from src.train import train, write_json_atomically
+from tests.conftest import compose_train_config, fast_overrides
 from tests.tiny_data import make_tiny_cifar
 
 TIMING = ("per_second", "seconds", "time")  # wall-clock metrics differ between any two runs
@@ -154,3 +154,18 @@ def test_a_process_killed_while_saving_a_checkpoint_leaves_the_old_one(tmp_path)
     AtomicCheckpointIO().save_checkpoint({"value": 3}, path)  # a stray temp file does not get in the way
     assert torch.load(path, weights_only=True)["value"] == 3
     assert all(p.name == "last.ckpt" or p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_last_checkpoint_is_the_latest_epoch_even_when_val_acc_stops_improving(tiny_mnist, tmp_path):
+    # lr 0: the weights never change, so val/acc never improves after epoch 0 and Lightning's own
+    # ModelCheckpoint would leave last.ckpt at epoch 0; resume=<run dir> must continue after epoch 2.
+    cfg = compose_train_config(
+        [*fast_overrides(tiny_mnist, tmp_path), "trainer.max_epochs=3", "optimizer.lr=0", "logger=none"],
+        tmp_path,
+    )
+    train(cfg)
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("epoch_*.ckpt")) == ["epoch_000.ckpt"]
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    first = torch.load(checkpoints / "epoch_000.ckpt", weights_only=True)
+    assert last["epoch"] == 2 and last["global_step"] == 3 * first["global_step"]

@@ -1,0 +1,116 @@
+"""The seed's Keras LeNet-5 on MNIST, timed: the figure `python -m src.bench keras` compares against.
+
+TensorFlow is not a dependency of this project, so `src.bench keras` runs this file in a throw-away
+environment next to it (the exact command is in src/bench.py, KERAS_COMMAND):
+
+    uv run --no-project --python 3.11 --with tensorflow-cpu==2.21.0 python bench/keras_lenet5.py \
+        --data-dir $DATA_DIR --out bench/results/keras_raw.json
+
+The network is the seed's: 32x32x1 input (MNIST's 28x28 zero-padded, as LeNet-5 expects), conv 6@5x5
+tanh, average pool 2, conv 16@5x5 tanh, average pool 2, dense 120-84 tanh, softmax over 10, Adam
+(lr 1e-3), batch 128, `model.fit` on in-memory NumPy arrays with TensorFlow's default threads.
+Training images/s is the best warm epoch (epoch 1 includes graph tracing), over the same 55,000
+training images src.train uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+TRAIN_IMAGES = 55_000
+
+
+def read_idx(raw: Path, name: str) -> np.ndarray:
+    """An MNIST IDX file, plain or as the official .gz."""
+    path = raw / name
+    opener = open if path.is_file() else gzip.open
+    if not path.is_file():
+        path = raw / f"{name}.gz"
+    if not path.is_file():
+        raise SystemExit(f"error: {raw / name} (or .gz) not found; --data-dir holds MNIST/raw/")
+    with opener(path, "rb") as file:
+        data = file.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def load(data_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    raw = data_dir / "MNIST" / "raw"
+    images = read_idx(raw, f"{prefix}-images-idx3-ubyte")
+    labels = read_idx(raw, f"{prefix}-labels-idx1-ubyte")
+    images = np.pad(images, ((0, 0), (2, 2), (2, 2)))[..., None].astype(np.float32) / 255.0
+    return images, labels.astype(np.int64)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DATA_DIR", "data")))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--limit", type=int, default=TRAIN_IMAGES, help="training images (tests use fewer)")
+    args = parser.parse_args()
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    train_x, train_y = load(args.data_dir, "train")
+    test_x, test_y = load(args.data_dir, "t10k")
+    train_x, train_y = train_x[: args.limit], train_y[: args.limit]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((32, 32, 1)),
+        keras.layers.Conv2D(6, 5, activation="tanh"),
+        keras.layers.AveragePooling2D(2),
+        keras.layers.Conv2D(16, 5, activation="tanh"),
+        keras.layers.AveragePooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(120, activation="tanh"),
+        keras.layers.Dense(84, activation="tanh"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])  # fmt: skip
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    class EpochTimes(keras.callbacks.Callback):
+        seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.seconds.append(time.perf_counter() - self.start)
+
+    fit_args = {"batch_size": args.batch_size, "epochs": args.epochs, "verbose": 0}
+    model.fit(train_x, train_y, **fit_args, callbacks=[EpochTimes()])
+    warm = EpochTimes.seconds[1:] or EpochTimes.seconds
+    _, test_acc = model.evaluate(test_x, test_y, batch_size=1000, verbose=0)
+    result = {
+        "images_per_second": round(len(train_x) / min(warm)),
+        "epoch_seconds": [round(s, 3) for s in EpochTimes.seconds],
+        "test_acc_after_epochs": round(float(test_acc), 4),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "train_images": len(train_x),
+        "params": model.count_params(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default (all cores)",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = args.out.with_suffix(".tmp")
+    temporary.write_text(json.dumps(result, indent=2) + "\n")
+    temporary.replace(args.out)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
