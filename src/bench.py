@@ -283,6 +283,7 @@ def keras_speed(data_dir: str, out: Path, extra: list[str] | None = None) -> dic
     """Run bench/keras_lenet5.py (seed LeNet-5, batch 128) and return its JSON result."""
     if shutil.which(KERAS_COMMAND[0]) is None:
         raise UserError("uv not found: the Keras comparison runs TensorFlow through uv (pip install uv)")
+    out.parent.mkdir(parents=True, exist_ok=True)
     command = [*KERAS_COMMAND, "--data-dir", data_dir, "--out", str(out), *(extra or [])]
     done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
     if done.returncode != 0:

@@ -1,0 +1,117 @@
+"""`make bench` (src/bench.py) on tiny MNIST: the suites run, time what they say, and write their files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src import bench
+from src.config import PROJECT_ROOT
+from src.errors import UserError
+from tests.tiny_data import make_tiny_mnist
+
+TRAIN, TEST, VAL = 256, 64, 64
+
+
+@pytest.fixture
+def bench_dirs(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(bench, "OUTPUT_DIR", tmp_path / "outputs")
+    return tmp_path
+
+
+def overrides(tmp_path: Path) -> list[str]:
+    data = make_tiny_mnist(tmp_path / "data", train=TRAIN, test=TEST)
+    return [
+        f"data.data_dir={data}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"data.val_size={VAL}",
+        "data.batch_size=32",
+        "data.download=false",
+        "trainer.max_epochs=2",
+    ]
+
+
+def test_accuracy_suite_counts_training_images_and_epochs_only(bench_dirs):
+    bench.main(["accuracy", "--experiment", "lenet5_mnist", *overrides(bench_dirs)])
+    run = json.loads((bench_dirs / "results" / "accuracy.json").read_text())["runs"][0]
+    assert [row["epoch"] for row in run["per_epoch"]] == [1, 2]
+    assert all(0.0 <= row["test_acc"] <= 1.0 for row in run["per_epoch"])
+    # images/s over training images only: 2 epochs of the 192 training images, not val or test ones
+    assert run["train_images_per_second"] == round(2 * (TRAIN - VAL) / run["train_seconds"])
+    assert set(run["seconds_to_test_acc"]) == {"99.0%", "99.2%", "99.3%"}
+    markdown = (bench_dirs / "results" / "accuracy.md").read_text()
+    assert markdown.startswith("| experiment | final test acc |") and "`lenet5_mnist`" in markdown
+
+
+def test_epoch_clock_stops_before_validation(bench_dirs, monkeypatch):
+    """Lightning validates before on_train_epoch_end: the clock must not count that time."""
+    import time
+
+    import lightning as L
+
+    real_clock, skipped = time.perf_counter, [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + skipped[0])
+
+    class SlowValidation(L.Callback):  # every validation "takes" 1000 s on the clock
+        def on_validation_epoch_end(self, trainer, pl_module) -> None:
+            skipped[0] += 1000.0
+
+    cfg = bench.bench_config("lenet5_mnist", overrides(bench_dirs), "clock")
+    datamodule, module, trainer = bench.prepare(cfg)
+    clock = bench.EpochClock()
+    trainer.callbacks.extend([SlowValidation(), clock])
+    trainer.fit(module, datamodule=datamodule)
+    assert skipped[0] >= 2000.0 and len(clock.rows) == 2
+    assert clock.trained_seconds < 1000.0, clock.rows
+
+
+def test_speed_suite_writes_the_ratio_table(bench_dirs):
+    bench.main(["speed", *overrides(bench_dirs)])
+    result = json.loads((bench_dirs / "results" / "speed.json").read_text())
+    speeds = result["train_images_per_second"]
+    assert speeds["lightning"] > 0 and speeds["bare"] > 0
+    assert result["train_ratio"] == pytest.approx(speeds["lightning"] / speeds["bare"], rel=0.02)
+    assert result["startup_seconds"] > 0 and result["data_pipeline_images_per_second"] > 0
+    assert result["machine"]["cores"] >= 1 and result["machine"]["torch"]
+    assert "| training images/s (warm epoch) |" in (bench_dirs / "results" / "speed.md").read_text()
+
+
+def test_keras_suite_compares_against_the_keras_figure(bench_dirs, monkeypatch):
+    # A stand-in for bench/keras_lenet5.py (TensorFlow is not installed in the test environment).
+    fake = bench_dirs / "fake_keras.py"
+    fake.write_text(
+        "import json, sys\nout = sys.argv[sys.argv.index('--out') + 1]\n"
+        "json.dump({'images_per_second': 1000, 'keras': '3.x', 'tensorflow': '2.x'}, open(out, 'w'))\n"
+    )
+    monkeypatch.setattr(bench, "KERAS_COMMAND", [sys.executable, str(fake)])
+    bench.main(["keras", *overrides(bench_dirs)])
+    rows = json.loads((bench_dirs / "results" / "keras.json").read_text())["rows"]
+    assert [r["framework"].split(" ")[0] for r in rows] == ["Keras", "bare", "src.train", "src.train"]
+    assert rows[0]["vs_keras"] == 1.0
+    assert all(r["vs_keras"] == round(r["images_per_second"] / 1000, 3) for r in rows)
+
+
+def test_keras_suite_failure_is_one_clear_line(bench_dirs, monkeypatch):
+    monkeypatch.setattr(bench, "KERAS_COMMAND", [sys.executable, "-c", "raise SystemExit('no tensorflow')"])
+    with pytest.raises(UserError, match="the Keras benchmark failed .*: no tensorflow"):
+        bench.keras_speed(str(bench_dirs), bench_dirs / "k.json")
+
+
+def test_keras_script_reads_mnist_idx_plain_and_gz(tmp_path):
+    spec = importlib.util.spec_from_file_location("keras_lenet5", PROJECT_ROOT / "bench" / "keras_lenet5.py")
+    keras_lenet5 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keras_lenet5)  # NumPy only at import: TensorFlow is imported in main()
+    for compress in (False, True):
+        data = make_tiny_mnist(tmp_path / str(compress), train=20, test=10, compress=compress)
+        images, labels = keras_lenet5.load(data, "train")
+        assert images.shape == (20, 32, 32, 1) and images.dtype == np.float32
+        assert labels.shape == (20,) and images.min() >= 0.0 and images.max() <= 1.0
+        assert np.all(images[:, :2] == 0)  # 28x28 zero-padded to LeNet-5's 32x32
+    with pytest.raises(SystemExit, match="not found"):
+        keras_lenet5.load(tmp_path / "nowhere", "train")
