@@ -237,7 +237,7 @@ def startup_seconds(experiment: str, overrides: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def run_speed(experiment: str, overrides: list[str], repeats: int = 2) -> dict[str, Any]:
+def run_speed(experiment: str, overrides: list[str], repeats: int = 3) -> dict[str, Any]:
     cfg = bench_config(experiment, overrides, f"speed_{experiment}")
     lightning_runs, bare_runs = [], []
     for _ in range(repeats):  # interleaved, so a slow moment of the machine hits both

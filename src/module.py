@@ -53,10 +53,8 @@ class ImageClassifier(L.LightningModule):
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         num_classes = model.num_classes
         # validate_args=False: no torch.unique() over every batch's labels to check their range.
-        # train/acc is each rank's own (no sync): a collective in on_train_epoch_end could cross the
-        # reduce that the progress bar triggers on rank 0 only, and hang DDP.
+        # (Training accuracy is counted in training_step instead, with two tensor ops a step.)
         accuracy = partial(MulticlassAccuracy, num_classes, average="micro", validate_args=False)
-        self.train_acc = accuracy(sync_on_compute=False)
         self.val_acc, self.test_acc = accuracy(), accuracy()
         self.val_acc_best = MaxMetric()
         size = model.input_size
@@ -79,53 +77,54 @@ class ImageClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self._forward(x)
 
-    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> tuple[Tensor, Tensor]:
+    def _shared_step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         images, labels = batch
         logits = self(images)
-        loss = self.criterion(logits, labels)
-        getattr(self, f"{stage}_acc").update(logits.argmax(dim=1), labels)
-        return loss, logits
+        return self.criterion(logits, labels), logits
 
-    def _log_eval(self, stage: str, loss: Tensor, batch_size: int) -> None:
+    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        loss, logits = self._shared_step(batch)
+        metric, size = getattr(self, f"{stage}_acc"), len(batch[1])
+        metric.update(logits.argmax(dim=1), batch[1])
         # Evaluation has few, large batches: log through Lightning, which averages over the epoch
         # (weighted by batch size) and across DDP ranks.
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=batch_size, sync_dist=True)
-        self.log(f"{stage}/acc", getattr(self, f"{stage}_acc"), on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+        self.log(f"{stage}/acc", metric, on_epoch=True, prog_bar=True)
+        # The logits are for callbacks (src/insight.py: confusion matrix, mistakes); Lightning hands
+        # them to on_{validation,test}_batch_end and keeps nothing.
+        return logits
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss = self._shared_step(batch, "train")[0]
+        loss, logits = self._shared_step(batch)
         self._watch_loss(loss)
         # Each self.log() costs Lightning ~0.5 ms of bookkeeping, as much as a third of a LeNet-5 step on
-        # a CPU. So the epoch mean is summed here on the device (no host sync), and the step value is
-        # logged only on the steps the logger writes anyway (trainer.log_every_n_steps).
-        self._loss_sum += loss.detach() * len(batch[1])
-        self._loss_count += len(batch[1])
+        # a CPU. So the epoch's loss and accuracy are summed here on the device (no host sync), and the
+        # step loss is logged only on the steps the logger writes anyway (trainer.log_every_n_steps).
+        labels = batch[1]
+        self._loss_sum += loss.detach() * len(labels)
+        self._correct += (logits.detach().argmax(dim=1) == labels).sum()
+        self._seen += len(labels)
         every = max(self.trainer.log_every_n_steps, 1)
         if (self.global_step + 1) % every == 0 or self.trainer.fast_dev_run:
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self._loss_sum, self._loss_count = torch.zeros((), device=self.device), 0
+        self._loss_sum, self._correct = (torch.zeros((), device=self.device) for _ in range(2))
+        self._seen = 0
 
     def on_train_epoch_end(self) -> None:
         self._raise_if_diverged()
-        if self._loss_count:
-            self.log("train/loss_epoch", self._loss_sum / self._loss_count, prog_bar=True)
-        self.log("train/acc", self.train_acc.compute(), prog_bar=True)  # rank 0's own samples in DDP
-        self.train_acc.reset()
+        if self._seen:  # each rank's own samples in DDP: a collective here could cross the reduce
+            # that the progress bar triggers on rank 0 only, and hang
+            self.log("train/loss_epoch", self._loss_sum / self._seen, prog_bar=True)
+            self.log("train/acc", self._correct / self._seen, prog_bar=True)
 
-    # The logits are returned for callbacks (src/insight.py: confusion matrix, mistakes); Lightning
-    # hands them to on_{validation,test}_batch_end and keeps nothing.
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss, logits = self._shared_step(batch, "val")
-        self._log_eval("val", loss, len(batch[1]))
-        return logits
+        return self._eval_step(batch, "val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss, logits = self._shared_step(batch, "test")
-        self._log_eval("test", loss, len(batch[1]))
-        return logits
+        return self._eval_step(batch, "test")
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # the sanity-check validation must not count as the best

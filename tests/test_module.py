@@ -31,3 +31,21 @@ def test_multi_crop_input_averages_the_softmax_over_crops():
     expected = torch.stack([module(crops[:, i]).softmax(-1) for i in range(10)], 1).mean(1)
     assert log_mean.shape == (4, 10)
     assert torch.allclose(log_mean.exp(), expected, atol=1e-6)
+
+
+def test_epoch_train_loss_and_accuracy_are_the_means_over_all_training_images():
+    import lightning as L
+    from torch.utils.data import DataLoader, TensorDataset
+
+    module = ImageClassifier(LeNet5(), optimizer=partial(torch.optim.SGD, lr=0.0))  # weights stay put
+    images, labels = torch.randn(50, 1, 32, 32), torch.randint(0, 10, (50,))
+    with torch.no_grad():
+        logits = module(images)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=16))  # 16+16+16+2
+    metrics = trainer.callback_metrics
+    expected_acc = (logits.argmax(1) == labels).float().mean()
+    assert torch.allclose(metrics["train/acc"], expected_acc)
+    expected_loss = torch.nn.functional.cross_entropy(logits, labels)
+    assert torch.allclose(metrics["train/loss_epoch"], expected_loss, atol=1e-5)
