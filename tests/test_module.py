@@ -51,7 +51,7 @@ def test_epoch_train_loss_and_accuracy_are_the_means_over_all_training_images():
     assert torch.allclose(metrics["train/loss_epoch"], expected_loss, atol=1e-5)
 
 
-def test_progress_bar_redraws_at_most_every_min_seconds_and_at_the_last_batch(monkeypatch):
+def test_progress_bar_updates_at_most_every_min_seconds_and_at_the_last_batch(monkeypatch):
     from types import SimpleNamespace
 
     from lightning.pytorch.callbacks import RichProgressBar as LightningBar
@@ -61,9 +61,9 @@ def test_progress_bar_redraws_at_most_every_min_seconds_and_at_the_last_batch(mo
     drawn, clock = [], iter(range(100))  # monotonic() ticks 1 s per call
     monkeypatch.setattr(LightningBar, "on_train_batch_end", lambda self, t, m, o, b, i: drawn.append(i))
     monkeypatch.setattr(progress.time, "monotonic", lambda: float(next(clock)))
-    bar = progress.RichProgressBar(refresh_rate=2, min_seconds=1.5)
+    bar = progress.RichProgressBar(min_seconds=2.5)
     trainer = SimpleNamespace(num_training_batches=9)
     for index in range(9):
         bar.on_train_batch_end(trainer, None, None, None, index)
-    # checked after batches 1, 3, 5, 7 (every 2nd) at t = 0, 1, 2, 3; drawn when >= 1.5 s apart; 8 is last
-    assert drawn == [1, 5, 8]
+    # batch i ends at t = i s: updated at t = 0, 3, 6 (>= 2.5 s apart) and at the last batch (8)
+    assert drawn == [0, 3, 6, 8]
