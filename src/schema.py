@@ -12,6 +12,7 @@ skipped, so one table serves every model, dataset, optimizer and scheduler.
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -169,6 +170,36 @@ def _combination_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+# Arguments the LightningModule passes itself (src/module.py), not set in the config group.
+SUPPLIED_ARGUMENTS = {"optimizer": {"params"}, "scheduler": {"optimizer", "total_steps"}}
+
+
+def _argument_problems(cfg: DictConfig) -> list[str]:
+    """Keys of the optimizer/scheduler groups that their class does not take, e.g. a plateau
+    scheduler's `patience` left over when an experiment's scheduler is swapped for `scheduler=cosine`."""
+    from hydra.utils import get_class
+
+    problems = []
+    for group, supplied in SUPPLIED_ARGUMENTS.items():
+        node = _value(cfg, group)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        try:
+            parameters = inspect.signature(get_class(node._target_)).parameters
+        except (ImportError, ValueError, TypeError):
+            continue  # an unknown target is reported when it is instantiated
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            continue
+        allowed = [name for name in parameters if name not in supplied and name != "self"]
+        for key in node:
+            if not str(key).startswith("_") and key not in parameters:
+                problems.append(
+                    f"{group}.{key}={node[key]} is not an argument of {node._target_}: its arguments are "
+                    f"{', '.join(allowed)} (drop it with ~{group}.{key})"
+                )
+    return problems
+
+
 def config_problems(cfg: DictConfig) -> list[str]:
     """Every broken rule of a composed config, one clause each (empty: the config is fine)."""
     problems = []
@@ -181,7 +212,7 @@ def config_problems(cfg: DictConfig) -> list[str]:
     device = _devices_problem(cfg)
     if device:
         problems.append(device)
-    return problems + _combination_problems(cfg)
+    return problems + _combination_problems(cfg) + _argument_problems(cfg)
 
 
 def validate_config(cfg: DictConfig) -> None:

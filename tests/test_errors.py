@@ -80,6 +80,17 @@ def test_bad_inputs_fail_in_one_line_before_training(tmp_path):
         ),
         ("misspelled key", data, ["trainer.max_epoch=3"], [r"Could not override 'trainer\.max_epoch'"]),
         (
+            # e.g. `experiment=alexnet_flowers17 scheduler=cosine` keeps the plateau's `patience`
+            "arguments the optimizer or scheduler class does not take",
+            data,
+            ["scheduler=cosine", "+scheduler.patience=8", "+optimizer.momentum=0.9"],
+            [
+                r"optimizer\.momentum=0\.9 is not an argument of torch\.optim\.Adam: its arguments are lr, ",
+                r"scheduler\.patience=8 is not an argument of torch\.optim\.lr_scheduler\.CosineAnnealingLR: "
+                r"its arguments are T_max, eta_min, last_epoch \(drop it with ~scheduler\.patience\)",
+            ],
+        ),
+        (
             "input too small",
             data,
             ["model.input_size=8"],
