@@ -70,3 +70,20 @@ def test_profiler_choices_instantiate(tmp_path):
     ):
         cfg = compose_train_config([f"profiler={name}"], tmp_path)
         assert type(instantiate(cfg.trainer.profiler)).__name__ == cls
+
+
+def test_every_optimizer_and_scheduler_config_only_sets_arguments_its_class_takes(tmp_path):
+    from src.schema import config_problems
+
+    for optimizer, scheduler in itertools.product(choices("optimizer"), choices("scheduler")):
+        cfg = compose_train_config([f"optimizer={optimizer}", f"scheduler={scheduler}"], tmp_path)
+        assert config_problems(cfg) == [], (optimizer, scheduler)
+    # An experiment's scheduler settings do not carry over to another scheduler class:
+    cfg = compose_train_config(["experiment=alexnet_flowers17", "scheduler=cosine"], tmp_path)
+    assert config_problems(cfg) == [
+        "scheduler.patience=8 is not an argument of torch.optim.lr_scheduler.CosineAnnealingLR: "
+        "its arguments are T_max, eta_min, last_epoch (drop it with ~scheduler.patience)"
+    ]
+    swapped = ["experiment=alexnet_flowers17", "scheduler=cosine", "~scheduler.patience"]
+    cfg = compose_train_config(swapped, tmp_path)
+    assert config_problems(cfg) == []
