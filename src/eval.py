@@ -100,6 +100,7 @@ def evaluate(run_dir: Path, split: str = "test", overrides: Sequence[str] = ()) 
     module.to(device).eval()
 
     datamodule.setup("test")
+    datamodule.evaluating_split = split  # the test split gets the test view (ten crops) as in trainer.test
     data = datamodule.splits[split]
     classes = module.model.num_classes
     counts = torch.zeros(classes * classes, dtype=torch.long, device=device)

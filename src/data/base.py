@@ -169,6 +169,9 @@ class InMemoryDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.seed, self.split_seed, self.download = seed, split_seed, download
         self.splits: dict[str, TensorSplit] = {}
+        # The split evaluated outside a Trainer (src.eval sets it), so the test view (e.g. Flowers-17's
+        # ten crops) applies there as in trainer.test; inside a Trainer its state decides.
+        self.evaluating_split: str | None = None
 
     def holdout_splits(
         self, images: Tensor, labels: Tensor, test: TensorSplit, val_size: int

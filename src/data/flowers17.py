@@ -324,7 +324,9 @@ class Flowers17DataModule(InMemoryDataModule):
         return centre_crop(images, self.crop_size)
 
     def _ten_crop_now(self) -> bool:
-        return self.ten_crop_test and self.trainer is not None and self.trainer.testing
+        if not self.ten_crop_test:
+            return False
+        return self.trainer.testing if self.trainer is not None else self.evaluating_split == "test"
 
     def to_model_input(self, images: Tensor, train: bool) -> Tensor:
         """As the base class; for a ten-crop test (N, 10, C, H, W), each crop fitted and normalised."""
