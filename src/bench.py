@@ -107,7 +107,7 @@ class EpochClock(ImagesPerSecond):
         self.evaluate, self.rows, self.trained_images, self.trained_seconds = evaluate, [], 0, 0.0
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        seconds = (self.stop or time.perf_counter()) - self.start
+        seconds = self.epoch_seconds()
         self.trained_seconds += seconds
         self.trained_images += self.images
         row = {
@@ -246,7 +246,7 @@ def run_speed(experiment: str, overrides: list[str], repeats: int = 3) -> dict[s
         bare_runs.append(bare_training(cfg))
     lightning = max(r[0] for r in lightning_runs), max(r[1] for r in lightning_runs)
     bare = max(r[0] for r in bare_runs), max(r[1] for r in bare_runs)
-    # The best of each is the headline; the mean over the pairs shows how much the machine's noise moves it.
+    # The best of each is the headline; each pair's own ratio shows how much the machine's noise moves it.
     pair_ratios = [light[0] / plain[0] for light, plain in zip(lightning_runs, bare_runs, strict=True)]
     return {
         "experiment": experiment,
@@ -304,7 +304,7 @@ def run_keras(overrides: list[str], keras_extra: list[str] | None = None, repeat
     ours = bench_config("lenet5_mnist", overrides, "keras_ours")
     keras = keras_speed(str(seed.data.data_dir), OUTPUT_DIR / "keras_raw.json", keras_extra)
     runs = {"bare": [], "seed": [], "ours": []}
-    for _ in range(repeats):  # Keras: its best warm epoch of 3; here: the best of `repeats`, interleaved
+    for _ in range(repeats):  # Keras: its best of 3 warm epochs; here: the best of `repeats`, interleaved
         runs["bare"].append(bare_training(seed)[0])
         runs["seed"].append(lightning_training(seed)[0])
         runs["ours"].append(lightning_training(ours)[0])

@@ -128,8 +128,12 @@ class ImagesPerSecond(Callback):
                 torch.cuda.synchronize(pl_module.device)
             self.stop = time.perf_counter()
 
+    def epoch_seconds(self) -> float:
+        """Training time of the epoch so far: up to its last training batch once that has ended."""
+        return (self.stop or time.perf_counter()) - self.start
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        seconds = (self.stop or time.perf_counter()) - self.start
+        seconds = self.epoch_seconds()
         if self.images and seconds > 0:
             pl_module.log("train/images_per_second", self.images / seconds, reduce_fx="sum", sync_dist=True)
 

@@ -190,7 +190,7 @@ def _argument_problems(cfg: DictConfig) -> list[str]:
             continue  # an unknown target is reported when it is instantiated
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
             continue
-        allowed = [name for name in parameters if name not in supplied and name != "self"]
+        allowed = [name for name in parameters if name not in supplied]
         for key in node:
             if not str(key).startswith("_") and key not in parameters:
                 problems.append(
