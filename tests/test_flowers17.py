@@ -15,6 +15,7 @@ import torch
 from scipy.io import savemat
 
 from src.data import files, flowers17
+from src.data.base import random_resized_crops
 from src.data.flowers17 import (
     CLASSES,
     Flowers17,
@@ -223,6 +224,41 @@ def test_train_eval_and_ten_crop_shapes(tmp_path, input_size, input_channels, cr
     assert ten.shape == (4, 10, input_channels, input_size, input_size)
     assert torch.allclose(ten[:, 4], centre)  # the centre crop
     assert torch.allclose(ten[:, 5:], ten[:, :5].flip(-1), atol=1e-5)  # then the five mirrored
+
+
+
+def test_random_resized_crops_take_windows_of_a_quarter_to_all_of_the_image():
+    # Two channels that hold each pixel's own column and row: a crop's values say where it was taken.
+    size, out = 64, 16
+    columns = torch.arange(size, dtype=torch.float32).expand(400, 1, size, size)
+    images = torch.cat([columns, columns.transpose(-1, -2)], dim=1)
+    torch.manual_seed(0)
+    crops = random_resized_crops(images, out, min_area=0.25)
+    assert crops.shape == (400, 2, out, out)
+    assert crops.min() >= 0 and crops.max() <= size - 1  # inside the image
+    # Output pixel centres span (1 - 1/out) of the window; border samples may be clamped by half a pixel.
+    width = (crops[:, 0, 0, -1] - crops[:, 0, 0, 0]).abs() / (1 - 1 / out) / size
+    height = (crops[:, 1, -1, 0] - crops[:, 1, 0, 0]) / (1 - 1 / out) / size
+    area, aspect = width * height, width / height
+    tolerance = 1.5 / size
+    assert area.min() >= 0.25 - 2 * tolerance and area.max() <= 1 + 2 * tolerance
+    assert area.min() < 0.3 and area.max() > 0.9  # the whole range is drawn
+    assert aspect.min() >= 3 / 4 - 4 * tolerance and aspect.max() <= 4 / 3 + 4 * tolerance
+    mirrored = crops[:, 0, 0, -1] < crops[:, 0, 0, 0]
+    assert 0.35 < mirrored.float().mean() < 0.65
+
+
+def test_min_crop_area_switches_training_to_random_resized_crops(tmp_path):
+    images = torch.rand(4, 3, 256, 256)
+    torch.manual_seed(0)
+    fixed = make(tmp_path, tmp_path).augment(images)
+    torch.manual_seed(0)
+    resized = make(tmp_path, tmp_path, min_crop_area=0.5).augment(images)
+    assert fixed.shape == resized.shape == (4, 3, 227, 227)
+    assert not torch.allclose(fixed, resized)
+    for bad in (0, 1.5):
+        with pytest.raises(ConfigError, match=rf"data.min_crop_area={bad} must be in \(0, 1\] or null"):
+            make(tmp_path, tmp_path, min_crop_area=bad)
 
 
 def test_ten_crop_is_off_by_default(tmp_path):

@@ -136,6 +136,37 @@ def random_crops(images: Tensor, size: int, padding: int = 0, flip: bool = True)
     return images[batch, channel, rows.view(count, 1, size, 1), cols.view(count, 1, 1, size)]
 
 
+
+def random_resized_crops(
+    images: Tensor, size: int, min_area: float, ratio: tuple[float, float] = (3 / 4, 4 / 3)
+) -> Tensor:
+    """Scale augmentation (Szegedy et al. 2014, torchvision's RandomResizedCrop), for a float batch:
+    each image gets a random window covering `min_area`..1 of its area, with aspect ratio drawn
+    log-uniformly from `ratio`, resized to `size` x `size` and mirrored left-right with probability 1/2.
+
+    One `grid_sample` for the whole batch: an image's window is an affine map of the output grid, in
+    the [-1, 1] coordinates `affine_grid` uses, so the window's half-widths are its scale factors and
+    its centre the translation (a negative x scale mirrors it). A window that would stick out of the
+    image (a wide window of a large area) is clamped to the image's side, instead of torchvision's
+    re-draws.
+    """
+    count = len(images)
+    device = images.device
+    area = torch.empty(count, device=device).uniform_(min_area, 1.0)
+    log_ratio = torch.empty(count, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]))
+    aspect = log_ratio.exp()
+    width = (area * aspect).sqrt().clamp(max=1.0)  # fractions of the image's width / height
+    height = (area / aspect).sqrt().clamp(max=1.0)
+    centre_x = (torch.rand(count, device=device) * 2 - 1) * (1 - width)
+    centre_y = (torch.rand(count, device=device) * 2 - 1) * (1 - height)
+    mirror = torch.where(torch.rand(count, device=device) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(count, 2, 3, device=device)
+    theta[:, 0, 0], theta[:, 0, 2] = width * mirror, centre_x
+    theta[:, 1, 1], theta[:, 1, 2] = height, centre_y
+    grid = F.affine_grid(theta, [count, images.shape[1], size, size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class InMemoryDataModule(L.LightningDataModule):
     """Base for the datasets here: subclasses fill `self.splits` with uint8 TensorSplits in `setup()`.
 

@@ -15,7 +15,8 @@ Splits: the official `datasplits.mat` (three train/val/test splits of 40/20/20 i
 lies beside the archive, else a stratified 40/20/20 split drawn with `split_seed`.
 
 Per batch: training gets the paper's augmentation (random crops, horizontal flips, PCA colour
-lighting), validation and test the centre crop; with `ten_crop_test` the test gets ten crops per
+lighting), or with `min_crop_area` random-resized crops (scale augmentation) instead of fixed-size ones;
+validation and test the centre crop; with `ten_crop_test` the test gets ten crops per
 image, which the LightningModule averages.
 """
 
@@ -34,7 +35,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.datasets import VisionDataset
 
-from src.data.base import InMemoryDataModule, TensorSplit, random_crops
+from src.data.base import InMemoryDataModule, TensorSplit, random_crops, random_resized_crops
 from src.data.files import CORRUPT_ARCHIVE, atomic_save, download_atomically
 from src.errors import ConfigError, DataError
 
@@ -274,6 +275,7 @@ class Flowers17DataModule(InMemoryDataModule):
         split_index: int | None = None,
         ten_crop_test: bool = False,
         augmentation: bool = True,
+        min_crop_area: float | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -281,7 +283,10 @@ class Flowers17DataModule(InMemoryDataModule):
             raise ConfigError(f"data.split_index={split_index} must be 1, 2, 3 (datasplits.mat) or null")
         if self.input_size > DECODED_SIZE:
             raise ConfigError(f"input_size {self.input_size} exceeds the {DECODED_SIZE}px decoded images")
+        if min_crop_area is not None and not 0 < min_crop_area <= 1:
+            raise ConfigError(f"data.min_crop_area={min_crop_area} must be in (0, 1] or null")
         self.split_index, self.ten_crop_test, self.augmentation = split_index, ten_crop_test, augmentation
+        self.min_crop_area = min_crop_area
         # The paper's crop: the model's own input from 224 up (227 for AlexNet), else 224 then resized.
         self.crop_size = max(self.input_size, MIN_CROP)
         self.eigenvalues, self.eigenvectors = torch.ones(3), torch.eye(3)  # set from the data in setup()
@@ -314,10 +319,14 @@ class Flowers17DataModule(InMemoryDataModule):
         self.eigenvalues, self.eigenvectors = rgb_principal_components(self.splits["train"].images)
 
     def augment(self, images: Tensor) -> Tensor:
-        """Random crops with horizontal flips, then PCA colour lighting (the AlexNet paper's two)."""
+        """Random crops with horizontal flips, then PCA colour lighting (the AlexNet paper's two). With
+        `min_crop_area`, the crops are random-resized: min_crop_area..1 of the 256x256 image, resized."""
         if not self.augmentation:
             return self.eval_view(images)
-        crops = random_crops(images, self.crop_size)
+        if self.min_crop_area is None:
+            crops = random_crops(images, self.crop_size)
+        else:
+            crops = random_resized_crops(images, self.crop_size, self.min_crop_area)
         return pca_lighting(crops, self.eigenvalues, self.eigenvectors)
 
     def eval_view(self, images: Tensor) -> Tensor:
