@@ -226,7 +226,6 @@ def test_train_eval_and_ten_crop_shapes(tmp_path, input_size, input_channels, cr
     assert torch.allclose(ten[:, 5:], ten[:, :5].flip(-1), atol=1e-5)  # then the five mirrored
 
 
-
 def test_random_resized_crops_take_windows_of_a_quarter_to_all_of_the_image():
     # Two channels that hold each pixel's own column and row: a crop's values say where it was taken.
     size, out = 64, 16

@@ -136,7 +136,6 @@ def random_crops(images: Tensor, size: int, padding: int = 0, flip: bool = True)
     return images[batch, channel, rows.view(count, 1, size, 1), cols.view(count, 1, 1, size)]
 
 
-
 def random_resized_crops(
     images: Tensor, size: int, min_area: float, ratio: tuple[float, float] = (3 / 4, 4 / 3)
 ) -> Tensor:
