@@ -6,7 +6,7 @@
 
 The run's own saved config (`<run>/config.yaml`, the resolved one, else `.hydra/config.yaml`) rebuilds
 the datamodule and the network; the weights come from the run's best checkpoint (metrics.json's
-`best_checkpoint`, else `checkpoints/last.ckpt`), loaded with `torch.load(weights_only=True)`: our
+`tested_checkpoint`, else `checkpoints/last.ckpt`), loaded with `torch.load(weights_only=True)`: our
 checkpoints hold tensors and plain values only, never pickled code. Further `key=value` overrides
 change the saved config (unknown keys are an error). The split is evaluated in order, in batches of
 `data.eval_batch_size`, with the validation/test view of the images (no augmentation), exactly as
@@ -66,20 +66,20 @@ def yaml_value(text: str) -> Any:
 
 
 def find_checkpoint(run_dir: Path) -> Path:
-    """metrics.json's best_checkpoint (also looked up in <run>/checkpoints/ when the run was moved),
+    """metrics.json's tested_checkpoint (also looked up in <run>/checkpoints/ when the run was moved),
     else checkpoints/last.ckpt."""
     candidates = []
     metrics = run_dir / "metrics.json"
     if metrics.is_file():
-        best = json.loads(metrics.read_text()).get("best_checkpoint")
-        if best:
-            candidates += [Path(best), run_dir / "checkpoints" / Path(best).name]
+        tested = json.loads(metrics.read_text()).get("tested_checkpoint")
+        if tested:
+            candidates += [Path(tested), run_dir / "checkpoints" / Path(tested).name]
     candidates.append(run_dir / "checkpoints" / "last.ckpt")
     for path in candidates:
         if path.is_file():
             return path
     raise UserError(
-        f"no checkpoint in {run_dir}: neither metrics.json's best_checkpoint nor checkpoints/last.ckpt"
+        f"no checkpoint in {run_dir}: neither metrics.json's tested_checkpoint nor checkpoints/last.ckpt"
     )
 
 

@@ -75,6 +75,8 @@ RULES: tuple[Rule, ...] = (
         "data.min_crop_area", "number", "0 < min_crop_area <= 1 or null", lambda v: 0 < v <= 1, nullable=True
     ),
     Rule("data.download", "bool", "true or false"),
+    Rule("data.train_on_val", "bool", "true or false"),
+    Rule("test_checkpoint", "choice", "best, last", lambda v: v in ("best", "last")),
     Rule("model.input_size", "int", "an integer >= 1", lambda v: v >= 1),
     Rule("model.in_channels", "int", "an integer >= 1", lambda v: v >= 1),
     Rule("model.num_classes", "int", "an integer >= 2", lambda v: v >= 2),
@@ -165,10 +167,29 @@ def _combination_problems(cfg: DictConfig) -> list[str]:
             f"model.input_size={size} is too large for data=flowers17: must be <= 256 "
             "(the images are decoded to 256x256)"
         )
+    problems += _train_on_val_problems(cfg)
     min_epochs, max_epochs = _value(cfg, "trainer.min_epochs"), _value(cfg, "trainer.max_epochs")
     if _int(min_epochs) and _int(max_epochs) and min_epochs > max_epochs >= 1:
         problems.append(
             f"trainer.min_epochs={min_epochs} is out of range: must be <= trainer.max_epochs={max_epochs}"
+        )
+    return problems
+
+
+def _train_on_val_problems(cfg: DictConfig) -> list[str]:
+    """Training on the validation split makes val/acc a training metric: nothing may select on it."""
+    if _value(cfg, "data.train_on_val") is not True:
+        return []
+    problems = []
+    if _value(cfg, "test_checkpoint") != "last":
+        problems.append(
+            "data.train_on_val=true needs test_checkpoint=last: the best val/acc checkpoint selects "
+            "nothing when the network trains on the validation images"
+        )
+    if isinstance(_value(cfg, "callbacks.early_stopping"), DictConfig):
+        problems.append(
+            "data.train_on_val=true cannot stop early on the validation split it trains on: "
+            "drop it with ~callbacks.early_stopping"
         )
     return problems
 

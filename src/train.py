@@ -4,7 +4,7 @@ Everything is built from the composed config (conf/train.yaml and its groups) wi
 hydra.utils.instantiate; this file only wires the pieces together:
 
     seed -> datamodule -> network -> LightningModule -> callbacks, loggers -> Trainer
-    fit -> test the best checkpoint -> metrics.json in the run directory
+    fit -> test the best checkpoint (or the last: test_checkpoint=last) -> metrics.json in the run directory
 
 The return value of `main` is the metric named by `optimized_metric`, so Hydra sweepers (Optuna) can
 minimise / maximise it.
@@ -85,6 +85,16 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     return datamodule, module, trainer
 
 
+def tested_checkpoint(trainer: L.Trainer, which: str) -> str | None:
+    """The checkpoint to test: the best on val/acc, or the last epoch's (for a run that trained on its
+    validation split, where "best" would select nothing). None: the weights in memory."""
+    callback = trainer.checkpoint_callback
+    if callback is None:
+        return None
+    path = callback.best_model_path if which == "best" else callback.last_model_path
+    return path or None
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test; return the metrics that were written to metrics.json."""
     quiet_lightning()
@@ -106,9 +116,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fit_seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
 
+    tested = None
     if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        tested = tested_checkpoint(trainer, cfg.get("test_checkpoint", "best"))
+        trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
     result = {
@@ -116,7 +127,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
         "fit_seconds": round(fit_seconds, 3),
-        "best_checkpoint": best if cfg.get("test", True) else None,
+        "tested_checkpoint": tested,
         "params": sum(p.numel() for p in module.parameters()),
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
     }

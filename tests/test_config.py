@@ -6,6 +6,7 @@ from hydra.utils import instantiate
 
 from src.config import check_choices, choices
 from src.errors import ConfigError
+from src.schema import config_problems
 from tests.conftest import compose_train_config, run_cli
 
 POOLINGS, PADDINGS = ("max", "avg", "min"), ("valid", "same", "paper")
@@ -73,8 +74,6 @@ def test_profiler_choices_instantiate(tmp_path):
 
 
 def test_every_optimizer_and_scheduler_config_only_sets_arguments_its_class_takes(tmp_path):
-    from src.schema import config_problems
-
     for optimizer, scheduler in itertools.product(choices("optimizer"), choices("scheduler")):
         cfg = compose_train_config([f"optimizer={optimizer}", f"scheduler={scheduler}"], tmp_path)
         assert config_problems(cfg) == [], (optimizer, scheduler)
@@ -87,6 +86,19 @@ def test_every_optimizer_and_scheduler_config_only_sets_arguments_its_class_take
     swapped = ["experiment=alexnet_flowers17", "scheduler=cosine", "~scheduler.patience"]
     cfg = compose_train_config(swapped, tmp_path)
     assert config_problems(cfg) == []
+
+
+def test_train_on_val_needs_the_last_checkpoint_and_no_early_stopping(tmp_path):
+    final = ["experiment=alexnet_bn_flowers17", "data.train_on_val=true"]
+    problems = config_problems(compose_train_config(final, tmp_path))
+    assert problems == [
+        "data.train_on_val=true needs test_checkpoint=last: the best val/acc checkpoint selects nothing "
+        "when the network trains on the validation images",
+        "data.train_on_val=true cannot stop early on the validation split it trains on: "
+        "drop it with ~callbacks.early_stopping",
+    ]
+    fixed = [*final, "test_checkpoint=last", "~callbacks.early_stopping"]
+    assert config_problems(compose_train_config(fixed, tmp_path)) == []
 
 
 def test_alexnet_bn_flowers17_is_the_measured_command_line(tmp_path):

@@ -28,7 +28,7 @@ def test_eval_reproduces_the_runs_test_accuracy(run_dir):
     assert result.returncode == 0, result.stderr[-2000:]
     written = json.loads((run_dir / "eval_test.json").read_text())
     assert written["accuracy"] == pytest.approx(saved["metrics"]["test/acc"], abs=1e-6)
-    assert written["checkpoint"] == saved["best_checkpoint"]
+    assert written["checkpoint"] == saved["tested_checkpoint"]
     matrix = written["confusion_matrix"]
     assert written["total"] == sum(map(sum, matrix)) == 64  # the tiny test set
     assert written["correct"] == sum(matrix[i][i] for i in range(10))

@@ -172,6 +172,16 @@ def test_default_split_is_stratified_40_20_20_and_seeded(data_dir, cache_dir):
     assert torch.equal(torch.cat(list(indices.values())).sort().values, torch.arange(1360))  # a partition
 
 
+def test_train_on_val_trains_on_60_a_class_and_leaves_the_test_split_alone(data_dir, cache_dir):
+    plain, final = make(data_dir, cache_dir), make(data_dir, cache_dir, train_on_val=True)
+    plain.setup(), final.setup()
+    assert torch.bincount(final.splits["train"].labels, minlength=17).tolist() == [60] * 17
+    joined = torch.cat([plain.splits["train"].images, plain.splits["val"].images])
+    assert torch.equal(final.splits["train"].images, joined)
+    for name in ("val", "test"):
+        assert torch.equal(final.splits[name].images, plain.splits[name].images)
+
+
 def test_official_datasplits_mat_is_used_when_present(tmp_path, data_dir, cache_dir):
     local = tmp_path / "data" / "flowers17"
     local.mkdir(parents=True)

@@ -46,8 +46,18 @@ def test_short_training_learns_and_checkpoints(tiny_mnist, tmp_path):
     assert "last.ckpt" in checkpoints and any(name.startswith("epoch_") for name in checkpoints)
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)  # no pickled code
     assert "state_dict" in saved
-    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 3
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["epochs"] == 3
+    assert written["tested_checkpoint"].endswith(".ckpt") and "epoch_" in written["tested_checkpoint"]
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_test_checkpoint_last_tests_the_final_epoch(tiny_mnist, tmp_path):
+    overrides = [*fast_overrides(tiny_mnist, tmp_path), "trainer.max_epochs=3", "test_checkpoint=last"]
+    result = train(compose_train_config(overrides, tmp_path))
+    tested = result["tested_checkpoint"]
+    assert tested.endswith("last.ckpt")
+    assert torch.load(tested, weights_only=True)["epoch"] == 2  # the third (last) epoch, counted from 0
 
 
 def test_sgd_and_schedulers_compose_and_run(tiny_mnist, tmp_path):

@@ -12,7 +12,9 @@ is saved in the cache under a name that holds the archive's size and mtime, so a
 decoded again; later runs only load that file.
 
 Splits: the official `datasplits.mat` (three train/val/test splits of 40/20/20 images a class) when it
-lies beside the archive, else a stratified 40/20/20 split drawn with `split_seed`.
+lies beside the archive, else a stratified 40/20/20 split drawn with `split_seed`. With `train_on_val`
+the training set is train + val (the usual final fit once a recipe is chosen on val); the test split
+stays untouched.
 
 Per batch: training gets the paper's augmentation (random crops, horizontal flips, PCA colour
 lighting), or with `min_crop_area` random-resized crops (scale augmentation) instead of fixed-size ones;
@@ -276,6 +278,7 @@ class Flowers17DataModule(InMemoryDataModule):
         ten_crop_test: bool = False,
         augmentation: bool = True,
         min_crop_area: float | None = None,
+        train_on_val: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -286,7 +289,7 @@ class Flowers17DataModule(InMemoryDataModule):
         if min_crop_area is not None and not 0 < min_crop_area <= 1:
             raise ConfigError(f"data.min_crop_area={min_crop_area} must be in (0, 1] or null")
         self.split_index, self.ten_crop_test, self.augmentation = split_index, ten_crop_test, augmentation
-        self.min_crop_area = min_crop_area
+        self.min_crop_area, self.train_on_val = min_crop_area, train_on_val
         # The paper's crop: the model's own input from 224 up (227 for AlexNet), else 224 then resized.
         self.crop_size = max(self.input_size, MIN_CROP)
         self.eigenvalues, self.eigenvectors = torch.ones(3), torch.eye(3)  # set from the data in setup()
@@ -312,9 +315,11 @@ class Flowers17DataModule(InMemoryDataModule):
         if self.splits:
             return
         dataset = self._dataset()
+        indices = self._split(dataset)
+        if self.train_on_val:  # the final fit of a chosen recipe: 60 images a class; val/acc then
+            indices["train"] = torch.cat([indices["train"], indices["val"]])  # measures training fit only
         self.splits = {
-            name: TensorSplit(dataset.data[index], dataset.targets[index])
-            for name, index in self._split(dataset).items()
+            name: TensorSplit(dataset.data[index], dataset.targets[index]) for name, index in indices.items()
         }
         self.eigenvalues, self.eigenvectors = rgb_principal_components(self.splits["train"].images)
 
