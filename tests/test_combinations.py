@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from src.config import choices
+from src.schema import config_problems
 from src.train import train
 from tests.conftest import compose_train_config
 from tests.tiny_data import make_tiny_cifar, make_tiny_flowers, make_tiny_mnist
@@ -40,3 +42,19 @@ def test_every_combination_trains_one_batch(data_dir, tmp_path, model, data, poo
     assert 0.0 <= result["metrics"]["test/acc"] <= 1.0
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["params"] == result["params"] > 0
+
+
+@pytest.mark.parametrize("experiment", choices("experiment"))
+def test_every_experiment_trains_one_batch(data_dir, tmp_path, experiment):
+    data_root, cache = data_dir
+    small = ["data.batch_size=4", "data.eval_batch_size=4", "trainer.fast_dev_run=true"]
+    if "flowers17" not in experiment:
+        small.append("data.val_size=20")  # tiny MNIST / CIFAR-10 hold fewer images than the real split
+    cfg = compose_train_config(
+        [f"experiment={experiment}", f"data.data_dir={data_root}", f"paths.cache_dir={cache}",
+         "data.download=false", "callbacks.progress_bar=null", *small],
+        tmp_path,
+    )  # fmt: skip
+    assert config_problems(cfg) == []
+    result = train(cfg)
+    assert result["global_step"] == 1 and 0.0 <= result["metrics"]["test/acc"] <= 1.0

@@ -101,14 +101,35 @@ def test_train_on_val_needs_the_last_checkpoint_and_no_early_stopping(tmp_path):
     assert config_problems(compose_train_config(fixed, tmp_path)) == []
 
 
-def test_alexnet_bn_flowers17_is_the_measured_command_line(tmp_path):
-    """README, Results: the 79.7 % run was `experiment=alexnet_flowers17` plus these overrides."""
+# The BatchNorm recipes as they were run: the paper-like experiment plus overrides.
+BN_RUN = ["experiment=alexnet_flowers17", "model.norm=batch", "scheduler=cosine", "~scheduler.patience"]
+RECIPE_RUN = [*BN_RUN, "data.min_crop_area=0.35", "module.label_smoothing=0.1", "trainer.max_epochs=120"]
+FINAL_RUN = [*RECIPE_RUN, "data.train_on_val=true", "test_checkpoint=last", "~callbacks.early_stopping",
+             "trainer.max_epochs=90"]  # fmt: skip
+
+
+# The README's commands for the first two BatchNorm runs: today's recipe without its later additions.
+FIXED_CROPS = ["experiment=alexnet_bn_flowers17", "data.min_crop_area=null", "module.label_smoothing=0"]
+
+
+@pytest.mark.parametrize(
+    ("readme_command", "measured"),
+    [
+        (["experiment=alexnet_bn_flowers17"], RECIPE_RUN),
+        (["experiment=alexnet_bn_flowers17_final"], FINAL_RUN),
+        ([*FIXED_CROPS, "trainer.max_epochs=90"], [*BN_RUN, "trainer.max_epochs=90"]),
+        ([*FIXED_CROPS, "trainer.max_epochs=110"], [*BN_RUN, "trainer.max_epochs=110"]),
+    ],
+)
+def test_readme_commands_compose_the_measured_runs(tmp_path, readme_command, measured):
+    """README, Results: each BatchNorm AlexNet row names a command that composes the config of the run."""
     from omegaconf import OmegaConf
 
-    measured = ["experiment=alexnet_flowers17", "model.norm=batch", "scheduler=cosine", "~scheduler.patience",
-                "trainer.max_epochs=90", "task_name=x"]  # fmt: skip
-    named = ["experiment=alexnet_bn_flowers17", "task_name=x"]
-    a, b = (compose_train_config(o, tmp_path) for o in (measured, named))
-    a, b = (OmegaConf.to_container(c, resolve=True) for c in (a, b))
-    a.pop("hydra"), b.pop("hydra")
-    assert a == b
+    def resolved(overrides: list[str]) -> dict:
+        composed = compose_train_config([*overrides, "task_name=x"], tmp_path)
+        cfg = OmegaConf.to_container(composed, resolve=True)
+        cfg.pop("hydra")
+        cfg["callbacks"] = {k: v for k, v in cfg["callbacks"].items() if v is not None}  # null = removed
+        return cfg
+
+    assert resolved(readme_command) == resolved(measured)
