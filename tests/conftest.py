@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,11 +42,63 @@ def compose_train_config(overrides: Sequence[str], output_dir: Path) -> DictConf
     return cfg
 
 
+class WarmInterpreter:
+    """The client of tests/fork_server.py: runs `python -m <module>` as a fork of a warm process."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "tests.fork_server"],
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._answer()  # ready once its imports are done
+        atexit.register(self.server.kill)
+
+    def _answer(self) -> dict:
+        line = self.server.stdout.readline()
+        if not line:
+            raise RuntimeError(f"tests/fork_server.py ended (exit status {self.server.poll()})")
+        return json.loads(line)
+
+    def run(self, module: str, args: Sequence[str], env: dict[str, str], timeout: int):
+        with self.lock, tempfile.TemporaryDirectory() as tmp:
+            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            request = {"module": module, "args": list(args), "cwd": str(PROJECT_ROOT), "env": env}
+            self.server.stdin.write(json.dumps({**request, "stdout": str(out), "stderr": str(err)}) + "\n")
+            self.server.stdin.flush()
+            command = [sys.executable, "-m", module, *args]
+            timed_out = threading.Event()
+            timer = threading.Timer(timeout, self._kill, (self._answer()["pid"], timed_out))
+            timer.start()
+            returncode = self._answer()["returncode"]
+            timer.cancel()
+            if timed_out.is_set():
+                raise subprocess.TimeoutExpired(command, timeout, out.read_text(), err.read_text())
+            return subprocess.CompletedProcess(command, returncode, out.read_text(), err.read_text())
+
+    @staticmethod
+    def _kill(pid: int, timed_out: threading.Event) -> None:
+        timed_out.set()
+        os.kill(pid, signal.SIGKILL)
+
+
+_warm: WarmInterpreter | None = None
+
+
 def run_cli(
-    module: str, *args: str, env: dict[str, str] | None = None, timeout: int = 300
+    module: str, *args: str, env: dict[str, str] | None = None, timeout: int = 300, fresh: bool = False
 ) -> subprocess.CompletedProcess:
-    """Run `python -m <module> <args>` as a user would, from the project root."""
+    """Run `python -m <module> <args>` as a user would, from the project root: as a fork of a warm
+    interpreter (tests/fork_server.py; set TESTS_FRESH_INTERPRETER=1 to turn that off), or in a fresh
+    one with fresh=True (DDP, whose launcher starts the other ranks as new processes)."""
+    global _warm
     full_env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    if not fresh and os.environ.get("TESTS_FRESH_INTERPRETER") != "1":
+        _warm = _warm or WarmInterpreter()
+        return _warm.run(module, args, full_env, timeout)
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=PROJECT_ROOT,

@@ -1,5 +1,4 @@
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hydra.utils import instantiate
@@ -51,11 +50,19 @@ CLI_CASES = [
 
 
 def test_cli_bad_choices_exit_non_zero_with_one_line():
-    def run(args):
-        return run_cli("src.train", *args, "data.download=false", env={"DATA_DIR": "/nonexistent"})
+    def run(args, fresh=False):
+        env = {"DATA_DIR": "/nonexistent"}
+        return run_cli("src.train", *args, "data.download=false", env=env, fresh=fresh)
 
-    with ThreadPoolExecutor(2) as pool:  # ~10 s of start-up each: two at a time
-        results = list(pool.map(run, [args for args, _ in CLI_CASES]))
+    results = [run(args) for args, _ in CLI_CASES]
+    # The CLI tests run as forks of a warm interpreter (tests/fork_server.py): one case also in a fresh
+    # `python -m src.train`, which must end the same way.
+    fresh = run(CLI_CASES[0][0], fresh=True)
+    assert (fresh.returncode, fresh.stdout, fresh.stderr) == (
+        results[0].returncode,
+        results[0].stdout,
+        results[0].stderr,
+    )
     for (args, message), result in zip(CLI_CASES, results, strict=True):
         assert result.returncode == 2, (args, result.stderr[-2000:])
         lines = [line for line in result.stderr.splitlines() if line.strip()]

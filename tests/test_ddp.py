@@ -93,6 +93,7 @@ def test_ddp_sim_matches_one_process_on_twice_the_batch(tiny_mnist, tmp_path):
         *[o for o in without_run_dir(fast_overrides(tiny_mnist, out)) if "batch_size" not in o],
         *common,
         env={"OMP_NUM_THREADS": "1"},
+        fresh=True,  # the DDP launcher starts the other rank as a new process from sys.argv
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert {p.name for p in out.iterdir()} <= {"cache", "train"}
@@ -132,6 +133,7 @@ def test_multirun_with_ddp_sim_gives_one_directory_per_run(tiny_mnist, tmp_path)
         "trainer.fast_dev_run=true",
         *without_run_dir(fast_overrides(tiny_mnist, out)),
         env={"OMP_NUM_THREADS": "1"},
+        fresh=True,  # the DDP launcher starts the other rank as a new process from sys.argv
         timeout=400,
     )
     assert result.returncode == 0, result.stderr[-3000:]
