@@ -63,11 +63,14 @@ class WarmInterpreter:
             raise RuntimeError(f"tests/fork_server.py ended (exit status {self.server.poll()})")
         return json.loads(line)
 
-    def run(self, module: str, args: Sequence[str], env: dict[str, str], timeout: int):
+    def run(
+        self, module: str, args: Sequence[str], env: dict[str, str], timeout: int
+    ) -> subprocess.CompletedProcess:
         with self.lock, tempfile.TemporaryDirectory() as tmp:
             out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
             request = {"module": module, "args": list(args), "cwd": str(PROJECT_ROOT), "env": env}
-            self.server.stdin.write(json.dumps({**request, "stdout": str(out), "stderr": str(err)}) + "\n")
+            request |= {"stdout": str(out), "stderr": str(err)}
+            self.server.stdin.write(json.dumps(request) + "\n")
             self.server.stdin.flush()
             command = [sys.executable, "-m", module, *args]
             timed_out = threading.Event()
