@@ -1,15 +1,13 @@
-# Every target sets itself up: uv is installed when missing, then `uv sync` builds .venv from uv.lock.
+# Every target sets itself up: scripts/uv installs uv when it is missing (and finds it wherever it went),
+# then `uv sync` builds .venv from uv.lock.
 SHELL := /bin/bash
-UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+UV := ./scripts/uv
 RUN := $(UV) run --frozen
 ARGS ?=
 
 .PHONY: setup train test test-fast lint format tensorboard bench summary screenshots clean
 
-$(UV):
-	python3 -m pip install --quiet uv || curl -LsSf https://astral.sh/uv/install.sh | sh
-
-setup: $(UV)  ## install uv (if missing) and the locked environment
+setup:  ## install uv (if missing) and the locked environment
 	$(UV) sync --frozen
 
 train: setup  ## train LeNet-5 on MNIST (DATA_DIR=... points at the data); extra overrides: ARGS="..."

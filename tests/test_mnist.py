@@ -1,9 +1,13 @@
 import os
+import shutil
 import stat
+import urllib.error
 
 import pytest
 import torch
 
+from src.data import files
+from src.data.files import download_dir
 from src.data.mnist import MNISTDataModule
 from src.errors import DataError
 from tests.tiny_data import make_tiny_mnist
@@ -23,8 +27,8 @@ def datamodule(data_dir, cache_dir, **kwargs) -> MNISTDataModule:
 
 
 def read_only(path):
-    for root, _dirs, files in os.walk(path):
-        for name in files:
+    for root, _dirs, names in os.walk(path):
+        for name in names:
             os.chmod(os.path.join(root, name), stat.S_IRUSR)
         os.chmod(root, stat.S_IRUSR | stat.S_IXUSR)
 
@@ -92,3 +96,55 @@ def test_corrupt_gzip_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="cannot decompress .*train-images-idx3-ubyte.gz"):
         datamodule(data_dir, tmp_path / "cache").prepare_data()
     assert not list((tmp_path / "cache" / "MNIST" / "raw").glob("*.tmp"))  # nothing half-written
+
+
+def fake_mirror(source_raw):
+    """A download_url that serves the tiny .gz files from `source_raw` and records what it fetched."""
+    fetched = []
+
+    def download_url(url, root, filename, md5=None):
+        fetched.append(url)
+        shutil.copyfile(source_raw / filename, os.path.join(root, filename))
+
+    return download_url, fetched
+
+
+def test_download_goes_into_the_data_dir_and_is_read_from_there(tmp_path, monkeypatch):
+    source = make_tiny_mnist(tmp_path / "mirror", train=200, test=40, compress=True) / "MNIST" / "raw"
+    download_url, fetched = fake_mirror(source)
+    monkeypatch.setattr(files, "download_url", download_url)
+    data_dir = tmp_path / "data"  # absent, as ./data is on a fresh clone
+    dm = datamodule(data_dir, tmp_path / "cache", download=True)
+    dm.prepare_data()
+    dm.setup()
+    assert sorted(path.name for path in (data_dir / "MNIST" / "raw").iterdir()) == sorted(
+        f"{name}.gz" for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
+                                  "train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+    )  # fmt: skip
+    assert len(fetched) == 4 and all(url.startswith("https://") for url in fetched)
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 150, "val": 50, "test": 40}
+    datamodule(data_dir, tmp_path / "cache", download=True).prepare_data()
+    assert len(fetched) == 4  # a second run finds the files and downloads nothing
+
+
+def test_download_falls_back_to_the_cache_when_data_dir_cannot_be_written(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert download_dir(blocker / "data", tmp_path / "cache") == tmp_path / "cache"
+    assert download_dir(tmp_path / "data", tmp_path / "cache") == tmp_path / "data"
+
+
+def test_failed_download_tries_every_mirror_and_says_why(tmp_path, monkeypatch):
+    tried = []
+
+    def offline(url, *args, **kwargs):
+        tried.append(url)
+        raise urllib.error.URLError("no network here")
+
+    monkeypatch.setattr(files, "download_url", offline)
+    expected = r"MNIST not found.*DATA_DIR.*download failed.*no network here"
+    with pytest.raises(DataError, match=expected) as caught:
+        datamodule(tmp_path / "data", tmp_path / "cache", download=True).prepare_data()
+    assert "\n" not in str(caught.value)
+    assert len(tried) == 2  # both of torchvision's mirrors, for the first file
+    assert [path for path in tmp_path.rglob("*") if path.is_file()] == []  # nothing half-downloaded

@@ -3,8 +3,9 @@
 Where the data is looked for, in order:
 1. `<data_dir>/cifar-10-batches-py/` already extracted: read where it is (it may be read-only);
 2. `<cache_dir>/cifar10/cifar-10-batches-py/`, extracted by an earlier run;
-3. `cifar-10-python.tar.gz` in `<data_dir>` (or downloaded into `<cache_dir>/cifar10/` when `download`
-   is on): extracted into the cache, never into `data_dir`.
+3. `cifar-10-python.tar.gz` in `<data_dir>` or `<cache_dir>/cifar10/`; when absent and `download` is on,
+   it is downloaded into `<data_dir>` (or `<cache_dir>/cifar10/` when `data_dir` is read-only).
+   It is extracted into the cache, never into `data_dir`.
 
 Extraction goes into a temporary directory inside the cache that is renamed when complete, so a crash
 or a damaged archive never leaves a half-extracted dataset that a later run would take for whole.
@@ -25,7 +26,7 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10
 
 from src.data.base import InMemoryDataModule, TensorSplit, random_crops
-from src.data.files import download_atomically, extract_folder_atomically
+from src.data.files import download_atomically, download_dir, extract_folder_atomically
 from src.errors import DataError
 
 ARCHIVE = CIFAR10.filename  # cifar-10-python.tar.gz
@@ -64,12 +65,12 @@ def locate_cifar10(data_dir: Path, cache_dir: Path, download: bool) -> Path:
     for root in (data_dir, cache):
         if _is_complete(root / FOLDER):
             return root
-    archive = data_dir / ARCHIVE
-    if not archive.is_file():
-        archive = cache / ARCHIVE
-    if not archive.is_file():
+    archive = next((path for path in (data_dir / ARCHIVE, cache / ARCHIVE) if path.is_file()), None)
+    if archive is None:
         if not download:
             raise DataError(_missing_message(data_dir))
+        target = download_dir(data_dir, cache)
+        archive = target / ARCHIVE
         try:
             download_atomically(CIFAR10.url, archive, md5=CIFAR10.tgz_md5)
         except Exception as error:  # no network, a proxy, a bad mirror: all end the same way

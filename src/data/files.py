@@ -41,6 +41,17 @@ def download_atomically(url: str, target: Path, md5: str | None = None) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def download_dir(data_dir: Path, cache_dir: Path) -> Path:
+    """Where a dataset download goes: into `data_dir` (the default `./data`), so that it sits where the
+    next run looks first and `make clean` (which empties the cache) keeps it; into `cache_dir` when
+    `data_dir` cannot be written (a read-only shared copy)."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return cache_dir
+    return data_dir if os.access(data_dir, os.W_OK | os.X_OK) else cache_dir
+
+
 def extract_folder_atomically(archive: Path, folder: str, target: Path) -> None:
     """Unpack `<folder>/` of a tarball to `target`: into a scratch directory first, then one rename."""
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 varying size, read from the official `17flowers.tgz`.
 
 Where the archive is looked for: `<data_dir>/flowers17/17flowers.tgz`, `<data_dir>/17flowers.tgz`, then
-`<cache_dir>/flowers17/17flowers.tgz` (where `download` puts it). The archive holds
+`<cache_dir>/flowers17/17flowers.tgz`; `download` puts it into `<data_dir>/flowers17/` (the cache when
+`data_dir` is read-only). The archive holds
 `jpg/image_0001.jpg … jpg/image_1360.jpg` (and `jpg/files.txt`, which adds nothing); image i belongs
 to class (i - 1) // 80 in the order of CLASSES.
 
@@ -38,7 +39,7 @@ from torch import Tensor
 from torchvision.datasets import VisionDataset
 
 from src.data.base import InMemoryDataModule, TensorSplit, random_crops, random_resized_crops
-from src.data.files import CORRUPT_ARCHIVE, atomic_save, download_atomically
+from src.data.files import CORRUPT_ARCHIVE, atomic_save, download_atomically, download_dir
 from src.errors import ConfigError, DataError
 
 CLASSES = (
@@ -179,7 +180,7 @@ class Flowers17(VisionDataset):
             return archive
         if not download:
             raise DataError(_missing_message(self.root_dir))
-        target = self.cache_dir / "flowers17" / ARCHIVE
+        target = download_dir(self.root_dir, self.cache_dir) / "flowers17" / ARCHIVE
         try:
             download_atomically(URL, target)  # no md5: the count check below catches a wrong file
         except Exception as error:  # no network, a proxy, a moved page: all end the same way

@@ -3,7 +3,9 @@
 Where the files are looked for: `<data_dir>/MNIST/raw/` (torchvision's layout), each of the four IDX
 files either plain or as the official `.gz`. The source directory may be read-only: anything that has
 to be decompressed goes into `<cache_dir>/MNIST/raw/`. When the files are absent and `download` is on,
-torchvision downloads them into the cache; when that fails too, one line says what is missing and where.
+the four official `.gz` files are downloaded (md5-checked, from torchvision's mirrors) into
+`<data_dir>/MNIST/raw/`, or into the cache when `data_dir` is read-only; when that fails too, one line
+says what is missing and where.
 
 LeCun et al. feed LeNet-5 32x32 images: the 28x28 digits padded by 2 pixels of background. The
 training set is split deterministically into 55,000 for training and 5,000 for validation.
@@ -17,7 +19,7 @@ from pathlib import Path
 from torchvision.datasets import MNIST
 
 from src.data.base import InMemoryDataModule, TensorSplit
-from src.data.files import gunzip_atomically
+from src.data.files import download_atomically, download_dir, gunzip_atomically
 from src.errors import DataError
 
 MNIST_FILES = (
@@ -49,6 +51,24 @@ def locate_mnist(data_dir: Path, cache_dir: Path) -> Path | None:
     return cache_dir
 
 
+def download_mnist(target: Path) -> None:
+    """The four official .gz files into `<target>/MNIST/raw/`, each md5-checked, from the first
+    mirror that answers."""
+    raw = target / "MNIST" / "raw"
+    for filename, md5 in MNIST.resources:
+        if (raw / filename).is_file():
+            continue
+        errors = []
+        for mirror in MNIST.mirrors:
+            try:
+                download_atomically(f"{mirror}{filename}", raw / filename, md5=md5)
+                break
+            except Exception as error:  # no network, a proxy, a bad mirror: try the next one
+                errors.append(f"{mirror}: {error}")
+        else:
+            raise OSError("; ".join(errors))
+
+
 def _missing_message(data_dir: Path) -> str:
     return (
         f"MNIST not found: expected {', '.join(MNIST_FILES)} (plain or .gz) in {data_dir / 'MNIST' / 'raw'}; "
@@ -70,14 +90,17 @@ class MNISTDataModule(InMemoryDataModule):
         root = locate_mnist(self.data_dir, self.cache_dir)
         if root is not None:
             return root
-        if self.download:
-            try:
-                MNIST(self.cache_dir, train=True, download=True)
-                MNIST(self.cache_dir, train=False, download=True)
-                return self.cache_dir
-            except Exception as error:  # no network, a proxy, a bad mirror: all end the same way
-                raise DataError(f"{_missing_message(self.data_dir)} (download failed: {error})") from error
-        raise DataError(_missing_message(self.data_dir))
+        if not self.download:
+            raise DataError(_missing_message(self.data_dir))
+        target = download_dir(self.data_dir, self.cache_dir)
+        try:
+            download_mnist(target)
+        except Exception as error:  # no network, a proxy, a bad mirror: all end the same way
+            raise DataError(f"{_missing_message(self.data_dir)} (download failed: {error})") from error
+        root = locate_mnist(target, self.cache_dir)
+        if root is None:  # pragma: no cover - download_mnist fetched all four files
+            raise DataError(_missing_message(target))
+        return root
 
     def prepare_data(self) -> None:
         self._root()
