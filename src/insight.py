@@ -242,6 +242,52 @@ class FeatureMaps(EveryNEpochs):
         writer.add_image(f"feature_maps/{tag}", grid, step)
 
 
+class FeatureMapStatistics(Callback):
+    """`test/<layer>_zeros` and `test/<layer>_mean` for every activation and pooling layer of
+    `model.features`: the fraction of values that are exactly zero and the mean value, over the whole
+    test set. They put numbers on what the feature-map images show: after a ReLU about half the values
+    are zero; max pooling keeps a window's largest value, so few zeros survive it, while min pooling
+    keeps the smallest, so a window with a single zero passes a zero (mostly zeros); after tanh, min
+    pooling keeps the most negative response (a negative mean) and max pooling the most positive.
+
+    Forward hooks count on the device during `trainer.test` only (no host sync per batch); the values
+    land in metrics.json with the other test metrics. Unlike the images, they are logged without a
+    TensorBoard logger too.
+    """
+
+    def __init__(self) -> None:
+        self.handles: list[Any] = []
+        self.sums: dict[str, list[Any]] = {}
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.sums = {}
+        features = getattr(network(pl_module), "features", None)
+        if features is None:
+            return
+        for name, layer in features.named_children():
+            if name.startswith(("act", "pool")):
+                self.handles.append(layer.register_forward_hook(self._hook(name)))
+
+    def _hook(self, name: str):
+        def count(module: nn.Module, inputs: Any, output: Tensor) -> None:
+            values = output.detach()
+            totals = self.sums.setdefault(name, [0, 0, 0])  # zeros, sum (tensors on the device), count
+            totals[0] = totals[0] + (values == 0).sum()
+            totals[1] = totals[1] + values.sum(dtype=torch.float64)
+            totals[2] += values.numel()
+
+        return count
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        for name, (zeros, total, count) in self.sums.items():
+            if count:
+                pl_module.log(f"test/{name}_zeros", zeros.double() / count, sync_dist=True)
+                pl_module.log(f"test/{name}_mean", total / count, sync_dist=True)
+
+
 class ConfusionAndMistakes(EveryNEpochs):
     """`confusion_matrix/{val,test}` and `mistakes/{val,test}`.
 

@@ -13,44 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-import torch
 from hydra.utils import instantiate
 from torch import nn
 
 from src.config import compose_config, user_errors
-
-
-@dataclass
-class LayerRow:
-    name: str
-    kind: str
-    shape: tuple[int, ...]
-    params: int
-
-
-def layer_rows(model: nn.Module) -> list[LayerRow]:
-    """Run one example image through `model`; one row per leaf layer, in execution order."""
-    rows: list[LayerRow] = []
-
-    def record(name: str):
-        def hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-            params = sum(p.numel() for p in module.parameters(recurse=False))
-            rows.append(LayerRow(name, type(module).__name__, tuple(output.shape[1:]), params))
-
-        return hook
-
-    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
-    handles = [module.register_forward_hook(record(name)) for name, module in leaves]
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, model.in_channels, model.input_size, model.input_size))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return rows
+from src.models.shapes import layer_rows
 
 
 def _shape(shape: tuple[int, ...]) -> str:

@@ -12,6 +12,7 @@ minimise / maximise it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -34,7 +35,9 @@ from src.config import user_errors, validate_command_line
 from src.data.files import atomic_open
 from src.distributed import install_child_command, isolated_job, rank_overrides
 from src.insight import log_hparams
+from src.models.shapes import pooled_shapes
 from src.reliability import expand_resume
+from src.rundir import running
 
 
 def quiet_lightning() -> None:
@@ -107,8 +110,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
 
     datamodule, module, trainer = build(cfg)
+    # Rank 0 holds the run directory's lock while it trains (src/rundir.py: src.report tells a run that is
+    # still going from one that died); the other ranks write nothing of their own.
+    with running(output_dir) if trainer.is_global_zero else contextlib.nullcontext():
+        return fit_and_test(cfg, datamodule, module, trainer, output_dir)
+
+
+def fit_and_test(
+    cfg: DictConfig,
+    datamodule: L.LightningDataModule,
+    module: L.LightningModule,
+    trainer: L.Trainer,
+    output_dir: Path,
+) -> dict[str, Any]:
+    """Fit, test the chosen checkpoint, and (rank 0) write config.yaml and metrics.json."""
+    shapes = pooled_shapes(module.model)  # before training: on the CPU, one image, the weights untouched
     if trainer.is_global_zero:
-        output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     start = time.perf_counter()
@@ -129,12 +146,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "fit_seconds": round(fit_seconds, 3),
         "tested_checkpoint": tested,
         "params": sum(p.numel() for p in module.parameters()),
+        "pooled_shapes": shapes,
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
     }
     log_hparams(trainer, cfg, metrics)  # TensorBoard's HParams tab: this run's config + final metrics
     if trainer.is_global_zero:
         write_json_atomically(result, output_dir / "metrics.json")
-        summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/"))
+        summary = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("test/loss", "test/acc") if k in metrics)
         epochs = f"{trainer.current_epoch} epochs in {fit_seconds:.1f} s"
         print(f"{summary or 'no test run'} | {epochs} | {output_dir}")
     return result

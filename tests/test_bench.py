@@ -13,7 +13,7 @@ import pytest
 from src import bench
 from src.config import PROJECT_ROOT
 from src.errors import UserError
-from tests.tiny_data import make_tiny_mnist
+from tests.tiny_data import make_tiny_cifar, make_tiny_mnist
 
 TRAIN, TEST, VAL = 256, 64, 64
 
@@ -82,19 +82,62 @@ def test_speed_suite_writes_the_ratio_table(bench_dirs):
     assert "| training images/s (warm epoch) |" in (bench_dirs / "results" / "speed.md").read_text()
 
 
+FAKE_KERAS = """
+import json, sys
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+cifar = args.get("--dataset") == "cifar10"
+seed = int(args.get("--seed", 0))
+json.dump({"images_per_second": 500 + seed if cifar else 1000, "keras": "3.x", "tensorflow": "2.x",
+           "test_acc_after_epochs": 0.4 + seed / 100, "argv": sys.argv[1:]}, open(args["--out"], "w"))
+"""
+
+
 def test_keras_suite_compares_against_the_keras_figure(bench_dirs, monkeypatch):
     # A stand-in for bench/keras_lenet5.py (TensorFlow is not installed in the test environment).
     fake = bench_dirs / "fake_keras.py"
-    fake.write_text(
-        "import json, sys\nout = sys.argv[sys.argv.index('--out') + 1]\n"
-        "json.dump({'images_per_second': 1000, 'keras': '3.x', 'tensorflow': '2.x'}, open(out, 'w'))\n"
-    )
+    fake.write_text(FAKE_KERAS)
     monkeypatch.setattr(bench, "KERAS_COMMAND", [sys.executable, str(fake)])
-    bench.main(["keras", *overrides(bench_dirs)])
-    rows = json.loads((bench_dirs / "results" / "keras.json").read_text())["rows"]
+    args = overrides(bench_dirs)
+    make_tiny_cifar(bench_dirs / "data")  # beside the tiny MNIST: the CIFAR-10 rows run too
+    bench.main(["keras", *args, "trainer.max_epochs=1"])
+    result = json.loads((bench_dirs / "results" / "keras.json").read_text())
+    rows = result["rows"]
     assert [r["framework"].split(" ")[0] for r in rows] == ["Keras", "bare", "src.train", "src.train"]
     assert rows[0]["vs_keras"] == 1.0
     assert all(r["vs_keras"] == round(r["images_per_second"] / 1000, 3) for r in rows)
+
+    cifar = result["cifar10"]
+    keras_row, ours_row = cifar["rows"]
+    assert cifar["seeds"] == [42, 1, 2] and cifar["epochs"] == 1 and cifar["batch_size"] == 32
+    # Keras got the same data, epochs, batch and seeds as src.train
+    assert [run["argv"][run["argv"].index("--seed") + 1] for run in cifar["keras_runs"]] == ["42", "1", "2"]
+    for run in cifar["keras_runs"]:
+        argv = " ".join(run["argv"])
+        assert f"--data-dir {bench_dirs / 'data'} " in argv
+        assert "--dataset cifar10 --epochs 1 --batch-size 32" in argv
+    assert (
+        keras_row["test_acc"] == pytest.approx([0.82, 0.41, 0.42]) and keras_row["images_per_second"] == 542
+    )
+    assert keras_row["test_acc_mean"] == pytest.approx(np.mean([0.82, 0.41, 0.42]), abs=1e-4)
+    assert keras_row["test_acc_std"] == pytest.approx(np.std([0.82, 0.41, 0.42], ddof=1), abs=1e-4)
+    assert len(ours_row["test_acc"]) == 3 and all(0 <= a <= 1 for a in ours_row["test_acc"])
+    assert ours_row["vs_keras"] == round(ours_row["images_per_second"] / 542, 3)
+    markdown = (bench_dirs / "results" / "keras.md").read_text()
+    assert "| src.train `experiment=seed_lenet5_cifar10` |" in markdown
+    assert "| test acc (mean ± std) |" in markdown
+
+
+def test_keras_suite_without_cifar10_says_so(bench_dirs, monkeypatch):
+    fake = bench_dirs / "fake_keras.py"
+    fake.write_text(FAKE_KERAS)
+    monkeypatch.setattr(bench, "KERAS_COMMAND", [sys.executable, str(fake)])
+    bench.main(["keras", *overrides(bench_dirs), "trainer.max_epochs=1"])
+    result = json.loads((bench_dirs / "results" / "keras.json").read_text())
+    assert result["cifar10"] == {"skipped": f"no CIFAR-10 in {bench_dirs / 'data'}"}
+    assert (
+        f"CIFAR-10: no CIFAR-10 in {bench_dirs / 'data'}."
+        in (bench_dirs / "results" / "keras.md").read_text()
+    )
 
 
 def test_keras_suite_failure_is_one_clear_line(bench_dirs, monkeypatch):
@@ -115,3 +158,23 @@ def test_keras_script_reads_mnist_idx_plain_and_gz(tmp_path):
         assert np.all(images[:, :2] == 0)  # 28x28 zero-padded to LeNet-5's 32x32
     with pytest.raises(SystemExit, match="not found"):
         keras_lenet5.load(tmp_path / "nowhere", "train")
+
+
+def test_keras_script_reads_cifar10_archive_as_src_train_does(tmp_path):
+    spec = importlib.util.spec_from_file_location("keras_lenet5", PROJECT_ROOT / "bench" / "keras_lenet5.py")
+    keras_lenet5 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(keras_lenet5)
+    from src.data.cifar10 import CIFAR10DataModule
+
+    data = make_tiny_cifar(tmp_path / "data")
+    images, labels = keras_lenet5.load_cifar10(data, "train")
+    test_images, test_labels = keras_lenet5.load_cifar10(data, "test")
+    assert images.shape == (100, 32, 32, 3) and test_images.shape == (30, 32, 32, 3)
+    ours = CIFAR10DataModule(str(data), str(tmp_path / "cache"), 10, 3, 32, 3, val_size=0, download=False)
+    ours.setup()
+    # the same images, in the same order, with the same labels (NHWC / 255 there, uint8 NCHW here)
+    expected = ours.splits["train"].images.permute(0, 2, 3, 1).numpy().astype(np.float32) / 255.0
+    assert np.array_equal(images, expected) and np.array_equal(labels, ours.splits["train"].labels.numpy())
+    assert np.array_equal(test_labels, ours.splits["test"].labels.numpy())
+    with pytest.raises(SystemExit, match="not found"):
+        keras_lenet5.load_cifar10(tmp_path / "nowhere", "train")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import stat
+import tarfile
 import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
 
-from src.data import files
+from src.data import cifar10, files
 from src.data.base import random_crops
 from src.data.cifar10 import CIFAR10DataModule
 from src.errors import DataError
@@ -46,8 +48,8 @@ def test_splits_come_from_the_cache_and_nothing_is_written_into_data_dir(read_on
     sizes = {name: len(split) for name, split in datamodule.splits.items()}
     assert sizes == {"train": 5 * PER_BATCH - VAL_SIZE, "val": VAL_SIZE, "test": TEST_SIZE}
     assert snapshot(data_dir) == before
-    assert (tmp_path / "cache" / "cifar10" / "cifar-10-batches-py" / "test_batch").is_file()
-    assert [p.name for p in (tmp_path / "cache" / "cifar10").iterdir()] == ["cifar-10-batches-py"]
+    # decoded once into one cache file; the extracted pickles are gone
+    assert [p.name for p in (tmp_path / "cache" / "cifar10").iterdir()] == ["cifar10-uint8.pt"]
     # uint8 NCHW, pixel for pixel the rows of the file (1024 R, 1024 G, 1024 B).
     test = datamodule.splits["test"]
     assert test.images.dtype == torch.uint8 and test.images.shape == (TEST_SIZE, 3, 32, 32)
@@ -69,13 +71,41 @@ def test_validation_split_depends_only_on_split_seed(read_only_data, tmp_path):
 
 def test_an_extracted_folder_is_read_where_it_is(read_only_data, tmp_path):
     data_dir, _ = read_only_data
-    make(data_dir, tmp_path / "cache").prepare_data()
     extracted = tmp_path / "extracted"
-    (tmp_path / "cache" / "cifar10").rename(extracted)
+    with tarfile.open(data_dir / "cifar-10-python.tar.gz") as tar:
+        tar.extractall(extracted, filter="data")
+    before = snapshot(extracted)
     datamodule = make(extracted, tmp_path / "other-cache")
     datamodule.setup()
     assert len(datamodule.splits["test"]) == TEST_SIZE
-    assert not (tmp_path / "other-cache").exists()
+    assert snapshot(extracted) == before
+    assert [p.name for p in (tmp_path / "other-cache" / "cifar10").iterdir()] == ["cifar10-uint8.pt"]
+
+
+def test_later_runs_load_the_decoded_cache_and_rebuild_it_when_damaged(
+    read_only_data, tmp_path, monkeypatch, caplog
+):
+    data_dir, _ = read_only_data
+    first = make(data_dir, tmp_path / "cache")
+    first.setup()
+    cached = tmp_path / "cache" / "cifar10" / "cifar10-uint8.pt"
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again although the cache is whole")
+
+    monkeypatch.setattr(cifar10, "decode", no_decoding)
+    second = make(data_dir, tmp_path / "cache")
+    second.setup()  # from the cache alone
+    assert torch.equal(second.splits["test"].images, first.splits["test"].images)
+    monkeypatch.undo()
+
+    cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])  # a copy cut short
+    third = make(data_dir, tmp_path / "cache")
+    with caplog.at_level("WARNING"):
+        third.setup()
+    assert torch.equal(third.splits["test"].images, first.splits["test"].images)
+    [line] = [record.getMessage() for record in caplog.records]
+    assert f"CIFAR-10: the cached copy {cached} cannot be read" in line and "rebuilding it" in line
 
 
 @pytest.mark.parametrize(
@@ -156,14 +186,40 @@ def test_failed_download_is_the_same_one_line_plus_the_reason(tmp_path, monkeypa
     assert [path.name for path in tmp_path.rglob("*") if path.is_file()] == []
 
 
+# The official md5 of every file inside the archive (the ones torchvision checks), and the first labels.
+OFFICIAL_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}  # fmt: skip
+
+
 @pytest.mark.slow
 def test_real_cifar10(tmp_path):
     archive = SHARED_DATA / "cifar-10-python.tar.gz"
     if not archive.is_file():
         pytest.skip(f"{archive} is absent (set DATA_DIR to the directory that holds it)")
-    datamodule = make(archive.parent, tmp_path / "cache", val_size=5000)
+    with tarfile.open(archive) as tar:  # the repacked archive holds the official files
+        found = {
+            Path(member.name).name: hashlib.md5(tar.extractfile(member).read()).hexdigest()
+            for member in tar
+            if member.isfile() and Path(member.name).name in OFFICIAL_MD5
+        }
+    assert found == OFFICIAL_MD5
+    datamodule = make(archive.parent, tmp_path / "cache", val_size=0)
     datamodule.setup()
-    sizes = {name: len(split) for name, split in datamodule.splits.items()}
+    train, test = datamodule.splits["train"], datamodule.splits["test"]
+    assert (len(train), len(test)) == (50_000, 10_000)
+    assert train.images.shape == (50_000, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert torch.bincount(train.labels).tolist() == [5000] * 10
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
+    assert train.labels[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
+    assert test.labels[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
+    assert [p.name for p in (tmp_path / "cache" / "cifar10").iterdir()] == ["cifar10-uint8.pt"]
+    held_out = make(archive.parent, tmp_path / "cache", val_size=5000)
+    held_out.setup()  # from the decoded cache
+    sizes = {name: len(split) for name, split in held_out.splits.items()}
     assert sizes == {"train": 45_000, "val": 5_000, "test": 10_000}
-    labels = torch.cat([datamodule.splits["train"].labels, datamodule.splits["val"].labels])
+    labels = torch.cat([held_out.splits["train"].labels, held_out.splits["val"].labels])
     assert torch.bincount(labels).tolist() == [5000] * 10

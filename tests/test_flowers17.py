@@ -87,7 +87,7 @@ def test_1360_images_80_a_class_in_number_order(data_dir, cache_dir, colours):
 
 def test_decoding_happens_once_then_the_cache_is_loaded(data_dir, cache_dir, monkeypatch):
     before = snapshot(data_dir)
-    cached = decoded_cache_file(data_dir / "flowers17" / "17flowers.tgz", cache_dir)
+    cached = decoded_cache_file(cache_dir)
     written = cached.stat().st_mtime_ns
 
     def no_archive_reads(*args, **kwargs):
@@ -102,15 +102,21 @@ def test_decoding_happens_once_then_the_cache_is_loaded(data_dir, cache_dir, mon
     assert snapshot(data_dir) == before
 
 
-def test_a_replaced_archive_is_decoded_again(tmp_path, jpegs):
+def test_a_replaced_archive_is_decoded_again(tmp_path, jpegs, caplog):
     archive = write_tgz(tmp_path / "data" / "17flowers.tgz", jpegs)
-    first = decoded_cache_file(archive, tmp_path / "cache")
-    Flowers17(tmp_path / "data", cache_dir=tmp_path / "cache")
+    cached = decoded_cache_file(tmp_path / "cache")
+    stale = cached.with_name("17flowers-256px-123-456.pt")  # the per-archive name of older versions
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    first = Flowers17(tmp_path / "data", cache_dir=tmp_path / "cache")
+    recolour = {1: jpegs[2]}  # image 1 now looks like image 2
+    write_tgz(archive, {**jpegs, **recolour})
     os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns + 10**9))
-    second = decoded_cache_file(archive, tmp_path / "cache")
-    assert second != first
-    Flowers17(tmp_path / "data", cache_dir=tmp_path / "cache")
-    assert [p.name for p in (tmp_path / "cache" / "flowers17").iterdir()] == [second.name]
+    with caplog.at_level("WARNING"):
+        second = Flowers17(tmp_path / "data", cache_dir=tmp_path / "cache")
+    assert "was built from other source files; rebuilding it" in caplog.text
+    assert torch.equal(second.data[0], first.data[1]) and not torch.equal(second.data[0], first.data[0])
+    assert [p.name for p in (tmp_path / "cache" / "flowers17").iterdir()] == [cached.name]
 
 
 def test_wrong_image_count_is_a_clear_error(tmp_path, jpegs):

@@ -4,7 +4,7 @@ import torch
 from src.layers import InputTooSmallError
 from src.models import AlexNet, AlexNetBN, LeNet5
 from src.models.alexnet import keras_param_count
-from src.summary import layer_rows
+from src.models.shapes import layer_rows, pooled_shapes
 
 
 def count(model: torch.nn.Module) -> int:
@@ -14,6 +14,24 @@ def count(model: torch.nn.Module) -> int:
 def test_lenet5_parameter_counts_match_the_paper_setup():
     assert count(LeNet5(in_channels=1, input_size=32, padding="valid")) == 61_706
     assert count(LeNet5(in_channels=3, input_size=32, padding="valid")) == 62_006  # the seed's CIFAR run
+
+
+def test_lenet5_batch_norm_adds_two_batchnorms_before_the_activations():
+    model = LeNet5(in_channels=3, padding="same", norm="batch", activation_fn="relu")
+    names = [name for name, _ in model.features.named_children()]
+    assert names == ["conv1", "bn1", "act1", "pool1", "conv2", "bn2", "act2", "pool2"]
+    # 2 x (gamma, beta) per map: 2 * (6 + 16) more parameters than without
+    assert count(model) == count(LeNet5(in_channels=3, padding="same", activation_fn="relu")) + 2 * (6 + 16)
+    with pytest.raises(ValueError, match="model.norm='lrn' is not supported; choose one of: none, batch"):
+        LeNet5(norm="lrn")
+
+
+@pytest.mark.parametrize(("padding", "pool1", "pool2"), [("valid", 14, 5), ("same", 16, 8)])
+def test_pooled_shapes_are_what_padding_leaves(padding, pool1, pool2):
+    model = LeNet5(padding=padding)
+    model.train()
+    assert pooled_shapes(model) == {"features.pool1": [6, pool1, pool1], "features.pool2": [16, pool2, pool2]}
+    assert model.training  # measuring did not switch it to eval mode
 
 
 # flatten size after conv/pool/conv/pool: valid 32 -> 5x5, 28 -> 4x4; same 32 -> 8x8, 28 -> 7x7

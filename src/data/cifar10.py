@@ -2,13 +2,14 @@
 
 Where the data is looked for, in order:
 1. `<data_dir>/cifar-10-batches-py/` already extracted: read where it is (it may be read-only);
-2. `<cache_dir>/cifar10/cifar-10-batches-py/`, extracted by an earlier run;
-3. `cifar-10-python.tar.gz` in `<data_dir>` or `<cache_dir>/cifar10/`; when absent and `download` is on,
+2. `cifar-10-python.tar.gz` in `<data_dir>` or `<cache_dir>/cifar10/`; when absent and `download` is on,
    it is downloaded into `<data_dir>` (or `<cache_dir>/cifar10/` when `data_dir` is read-only).
-   It is extracted into the cache, never into `data_dir`.
+   It is extracted into a scratch folder of the cache, never into `data_dir`.
 
-Extraction goes into a temporary directory inside the cache that is renamed when complete, so a crash
-or a damaged archive never leaves a half-extracted dataset that a later run would take for whole.
+The six pickles are decoded once into `<cache_dir>/cifar10/cifar10-uint8.pt` (src/data/cache.py: uint8
+images and labels, with a checksum of each, rebuilt when damaged or when the source changes); later runs
+only load that file, and the extracted pickles are removed once decoded. Only the extracted files are
+read, never the archive's own md5: a repacked archive of the official files is as good as the original.
 
 The training set is split deterministically (`split_seed`) into 45,000 for training and 5,000 for
 validation; training batches get the usual augmentation: random 32x32 crops of the image zero-padded
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -26,6 +28,7 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10
 
 from src.data.base import InMemoryDataModule, TensorSplit, random_crops
+from src.data.cache import fingerprint, load_or_build
 from src.data.files import download_atomically, download_dir, extract_folder_atomically
 from src.errors import DataError
 
@@ -59,27 +62,55 @@ def _missing_message(data_dir: Path) -> str:
     )
 
 
-def locate_cifar10(data_dir: Path, cache_dir: Path, download: bool) -> Path:
-    """Return a torchvision root whose `cifar-10-batches-py/` is complete (see the module docstring)."""
+def find_source(data_dir: Path, cache_dir: Path, download: bool) -> Path:
+    """An extracted `cifar-10-batches-py/` in `data_dir`, or the archive (downloading it if allowed)."""
+    if _is_complete(data_dir / FOLDER):
+        return data_dir / FOLDER
     cache = cache_dir / "cifar10"
-    for root in (data_dir, cache):
-        if _is_complete(root / FOLDER):
-            return root
     archive = next((path for path in (data_dir / ARCHIVE, cache / ARCHIVE) if path.is_file()), None)
-    if archive is None:
-        if not download:
-            raise DataError(_missing_message(data_dir))
-        target = download_dir(data_dir, cache)
-        archive = target / ARCHIVE
-        try:
-            download_atomically(CIFAR10.url, archive, md5=CIFAR10.tgz_md5)
-        except Exception as error:  # no network, a proxy, a bad mirror: all end the same way
-            raise DataError(f"{_missing_message(data_dir)} (download failed: {error})") from error
-    extract_folder_atomically(archive, FOLDER, cache / FOLDER)
-    if not _is_complete(cache / FOLDER):
-        shutil.rmtree(cache / FOLDER)  # leave nothing a later run would take for a whole dataset
-        raise DataError(f"{archive} lacks some of {', '.join(FILES)}; replace it with the official file")
-    return cache
+    if archive is not None:
+        return archive
+    if not download:
+        raise DataError(_missing_message(data_dir))
+    archive = download_dir(data_dir, cache) / ARCHIVE
+    try:
+        download_atomically(CIFAR10.url, archive, md5=CIFAR10.tgz_md5)
+    except Exception as error:  # no network, a proxy, a bad mirror: all end the same way
+        raise DataError(f"{_missing_message(data_dir)} (download failed: {error})") from error
+    return archive
+
+
+def decode(source: Path, cache: Path) -> dict[str, Tensor]:
+    """The official splits as uint8 (N, 3, 32, 32) images and labels, from a folder or the archive
+    (extracted into a scratch folder of the cache, removed afterwards)."""
+    if source.is_dir():
+        return _read_splits(source.parent)
+    cache.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=cache, prefix=".extract-"))
+    try:
+        extract_folder_atomically(source, FOLDER, scratch / FOLDER)
+        if not _is_complete(scratch / FOLDER):
+            raise DataError(f"{source} lacks some of {', '.join(FILES)}; replace it with the official file")
+        return _read_splits(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _read_splits(root: Path) -> dict[str, Tensor]:
+    train_images, train_labels = read_cifar10(root, train=True)
+    test_images, test_labels = read_cifar10(root, train=False)
+    return {
+        "train_images": train_images, "train_labels": train_labels,
+        "test_images": test_images, "test_labels": test_labels,
+    }  # fmt: skip
+
+
+def load_cifar10(data_dir: Path, cache_dir: Path, download: bool) -> dict[str, Tensor]:
+    """The decoded splits, from the cache when it holds a whole copy of this source (module doc)."""
+    source = find_source(data_dir, cache_dir, download)
+    files = [source / name for name in FILES] if source.is_dir() else [source]
+    cache = cache_dir / "cifar10"
+    return load_or_build(cache / "cifar10-uint8.pt", fingerprint(files), lambda: decode(source, cache), "CIFAR-10")
 
 
 def read_cifar10(root: Path, train: bool) -> tuple[Tensor, Tensor]:
@@ -109,15 +140,14 @@ class CIFAR10DataModule(InMemoryDataModule):
         self.val_size, self.augmentation = val_size, augmentation
 
     def prepare_data(self) -> None:
-        locate_cifar10(self.data_dir, self.cache_dir, self.download)
+        load_cifar10(self.data_dir, self.cache_dir, self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        root = locate_cifar10(self.data_dir, self.cache_dir, self.download)
-        images, labels = read_cifar10(root, train=True)
-        test = TensorSplit(*read_cifar10(root, train=False))
-        self.splits = self.holdout_splits(images, labels, test, self.val_size)
+        data = load_cifar10(self.data_dir, self.cache_dir, self.download)
+        test = TensorSplit(data["test_images"], data["test_labels"])
+        self.splits = self.holdout_splits(data["train_images"], data["train_labels"], test, self.val_size)
 
     def augment(self, images: Tensor) -> Tensor:
         """Random 32x32 crops of the image zero-padded by 4, and random horizontal flips."""

@@ -9,8 +9,8 @@ to class (i - 1) // 80 in the order of CLASSES.
 
 Decoding 1,360 JPEGs takes seconds, so it is done once, as in the AlexNet paper: the short side is
 resized to 256 and the central 256x256 square kept. The result, a uint8 tensor (1360, 3, 256, 256),
-is saved in the cache under a name that holds the archive's size and mtime, so a replaced archive is
-decoded again; later runs only load that file.
+is saved in the cache (src/data/cache.py records the archive's size and mtime and a checksum, so a
+replaced archive is decoded again and a damaged copy rebuilt); later runs only load that file.
 
 Splits: the official `datasplits.mat` (three train/val/test splits of 40/20/20 images a class) when it
 lies beside the archive, else a stratified 40/20/20 split drawn with `split_seed`. With `train_on_val`
@@ -39,7 +39,8 @@ from torch import Tensor
 from torchvision.datasets import VisionDataset
 
 from src.data.base import InMemoryDataModule, TensorSplit, random_crops, random_resized_crops
-from src.data.files import CORRUPT_ARCHIVE, atomic_save, download_atomically, download_dir
+from src.data.cache import fingerprint, load_or_build
+from src.data.files import CORRUPT_ARCHIVE, download_atomically, download_dir
 from src.errors import ConfigError, DataError
 
 CLASSES = (
@@ -125,27 +126,24 @@ def decode_archive(archive: Path, size: int = DECODED_SIZE) -> tuple[Tensor, Ten
     return images, torch.arange(NUM_IMAGES) // PER_CLASS
 
 
-def decoded_cache_file(archive: Path, cache_dir: Path, size: int = DECODED_SIZE) -> Path:
-    """Where the decoded archive is kept: the name changes whenever the archive does."""
-    stat = archive.stat()
-    return cache_dir / "flowers17" / f"17flowers-{size}px-{stat.st_size}-{stat.st_mtime_ns}.pt"
+def decoded_cache_file(cache_dir: Path, size: int = DECODED_SIZE) -> Path:
+    """Where the decoded archive is kept (src/data/cache.py records which archive it came from)."""
+    return cache_dir / "flowers17" / f"17flowers-{size}px.pt"
 
 
 def load_or_decode(archive: Path, cache_dir: Path) -> tuple[Tensor, Tensor]:
-    """The decoded archive from the cache, decoding (and caching) it first if need be."""
-    cached = decoded_cache_file(archive, cache_dir)
-    if cached.is_file():
-        try:
-            # mmap: the file's pages are read as the tensor is used, with no copy through Python.
-            state = torch.load(cached, weights_only=True, mmap=True)
-            return state["images"], state["labels"]
-        except (RuntimeError, EOFError, KeyError, OSError):
-            pass  # unreadable (written by another torch version?): decode again below
-    images, labels = decode_archive(archive)
+    """The decoded archive from the cache, decoding (and caching) it first if need be; an entry that is
+    damaged or was decoded from another archive is decoded again."""
+    cached = decoded_cache_file(cache_dir)
     for stale in cached.parent.glob(f"17flowers-{DECODED_SIZE}px-*.pt"):
-        stale.unlink(missing_ok=True)  # decoded from an earlier version of the archive
-    atomic_save({"images": images, "labels": labels}, cached)
-    return images, labels
+        stale.unlink(missing_ok=True)  # the layout before src/data/cache.py: one file per archive version
+
+    def decode() -> dict[str, Tensor]:
+        images, labels = decode_archive(archive)
+        return {"images": images, "labels": labels}
+
+    state = load_or_build(cached, fingerprint([archive]), decode, "Flowers-17")
+    return state["images"], state["labels"]
 
 
 class Flowers17(VisionDataset):

@@ -11,6 +11,9 @@ coefficient and bias per map and its C3 used a sparse connection table; like eve
 re-implementation we use plain pooling and full connections (the 61,706 counts those).
 `padding=same` keeps the 28x28 / 10x10 maps at the input size; the flatten size is derived from the
 input size, pooling and padding, so every combination builds.
+
+`norm=batch` (not in the paper, which predates it) puts a BatchNorm after each convolution, before its
+activation: with only 6 and 16 filters it lets a colour LeNet-5 train faster and further on CIFAR-10.
 """
 
 from __future__ import annotations
@@ -19,7 +22,19 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from src.layers import activation, conv2d, feature_shape, pool2d, resolve_padding
+from src.layers import activation, check_choice, conv2d, feature_shape, pool2d, resolve_padding
+
+NORMS = ("none", "batch")
+
+
+def _conv_block(index: int, channels: tuple[int, int], pad: str, norm: str, act: str, pooling: str):
+    """conv -> [BatchNorm] -> activation -> pool, named conv1 / bn1 / act1 / pool1 (index 1)."""
+    in_channels, out_channels = channels
+    layers = [(f"conv{index}", conv2d(in_channels, out_channels, 5, padding=pad))]
+    if norm == "batch":
+        layers.append((f"bn{index}", nn.BatchNorm2d(out_channels)))
+    layers += [(f"act{index}", activation(act)), (f"pool{index}", pool2d(pooling, 2))]
+    return layers
 
 
 class LeNet5(nn.Module):
@@ -31,18 +46,16 @@ class LeNet5(nn.Module):
         activation_fn: str = "tanh",
         pooling: str = "max",
         padding: str = "valid",
+        norm: str = "none",
     ) -> None:
         super().__init__()
+        check_choice("model.norm", norm, NORMS)
         self.in_channels, self.input_size, self.num_classes = in_channels, input_size, num_classes
         pad = resolve_padding(padding, paper_choice="valid")
         self.features = nn.Sequential(
             OrderedDict(
-                conv1=conv2d(in_channels, 6, 5, padding=pad),
-                act1=activation(activation_fn),
-                pool1=pool2d(pooling, 2),
-                conv2=conv2d(6, 16, 5, padding=pad),
-                act2=activation(activation_fn),
-                pool2=pool2d(pooling, 2),
+                _conv_block(1, (in_channels, 6), pad, norm, activation_fn, pooling)
+                + _conv_block(2, (6, 16), pad, norm, activation_fn, pooling)
             )
         )
         channels, height, width = feature_shape(self.features, in_channels, input_size)
