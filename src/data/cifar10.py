@@ -110,7 +110,8 @@ def load_cifar10(data_dir: Path, cache_dir: Path, download: bool) -> dict[str, T
     source = find_source(data_dir, cache_dir, download)
     files = [source / name for name in FILES] if source.is_dir() else [source]
     cache = cache_dir / "cifar10"
-    return load_or_build(cache / "cifar10-uint8.pt", fingerprint(files), lambda: decode(source, cache), "CIFAR-10")
+    cached = cache / "cifar10-uint8.pt"
+    return load_or_build(cached, fingerprint(files), lambda: decode(source, cache), "CIFAR-10")
 
 
 def read_cifar10(root: Path, train: bool) -> tuple[Tensor, Tensor]:
