@@ -158,7 +158,7 @@ def test_slurm_launcher_settings_for_two_nodes_of_four_gpus(tmp_path, monkeypatc
     )
     assert result.returncode == 0, result.stderr[-3000:]
     launcher = yaml.safe_load(result.stdout)
-    assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
+    assert launcher["_target_"] == "src.distributed.SlurmLauncher"
     assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 4, 4)
     assert launcher["partition"] == "gpu" and launcher["timeout_min"] == 60
     assert launcher["submitit_folder"].startswith(f"{tmp_path}/train/multiruns/")
