@@ -75,6 +75,7 @@ RULES: tuple[Rule, ...] = (
         "data.min_crop_area", "number", "0 < min_crop_area <= 1 or null", lambda v: 0 < v <= 1, nullable=True
     ),
     Rule("data.download", "bool", "true or false"),
+    Rule("data.keep_on_device", "bool", "true or false"),
     Rule("data.train_on_val", "bool", "true or false"),
     Rule("test_checkpoint", "choice", "best, last", lambda v: v in ("best", "last")),
     Rule("model.input_size", "int", "an integer >= 1", lambda v: v >= 1),
