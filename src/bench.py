@@ -6,6 +6,7 @@
     python -m src.bench keras                        # the seed's Keras LeNet-5 beside the same here
     python -m src.bench scaling                      # images/s against batch size and threads
     python -m src.bench all                          # all four (this is `make bench`)
+    python -m src.bench gpu --results-dir DIR        # the GPU check (scripts/gpu_check.sh)
 
 Extra Hydra overrides go at the end: `python -m src.bench accuracy trainer.max_epochs=5`.
 
@@ -21,6 +22,9 @@ beside the same network and recipe as a bare loop and through src.train, and bes
 and, when DATA_DIR holds CIFAR-10, the seed's 2-epoch CIFAR-10 run in both (test accuracy over three
 seeds and training images/s).
 scaling: training images/s of the bare step against batch size and torch threads, for both networks.
+gpu: LeNet-5 through `python -m src.train` with trainer=gpu and trainer=ddp, AlexNet's speed against the
+bare loop at three batch sizes, a profile of its step, the Flowers-17 final fit's epoch time (see "gpu
+check" below and scripts/gpu_check.sh).
 
 Results: bench/results/<suite>.json, <suite>.md (and scaling.png), with machine, versions and date.
 """

@@ -50,8 +50,8 @@ def test_tiny_gpu_check_runs_every_step_into_one_folder(tmp_path):
     report = json.loads((results / "gpu_check.json").read_text())
     steps = report["steps"]
     assert report["mode"] == "tiny" and report["machine"]["gpu"] is None
-    assert list(steps) == ["data", "lenet5_gpu", "lenet5_ddp", "alexnet_b4", "alexnet_b4_host",
-                           "alexnet_profile", "flowers17_epochs", "alexnet_b2"]  # fmt: skip
+    assert set(steps) == {"data", "lenet5_gpu", "lenet5_ddp", "alexnet_b4", "alexnet_b4_host",
+                          "alexnet_profile", "flowers17_epochs", "alexnet_b2"}  # fmt: skip
     assert all("result" in step for step in steps.values()), steps
     ok = {name: step["result"] for name, step in steps.items()}
     assert "stand-in" in ok["data"]["mnist_kind"] and "stand-in" in ok["data"]["flowers_kind"]
