@@ -4,8 +4,9 @@
 #   1. LeNet-5/MNIST, 1 epoch, `trainer=gpu`                     -> lenet5_gpu.json (its metrics.json)
 #   2. the same with `trainer=ddp trainer.devices=1` (NCCL)      -> lenet5_ddp.json
 #   3. AlexNet (experiment=alexnet_bn_flowers17, 227x227, bf16-mixed, NHWC) on data=synthetic (Flowers-17's
-#      pipeline on 8,192 random images): training images/s through src.train against the bare loop, batch
-#      128 (batches from GPU memory, and from host memory: data.keep_on_device=false), 64 and 256
+#      pipeline on 8,192 random images; no checkpoints): training images/s of a warm epoch through src.train
+#      against the bare loop, batch 128 (batches from GPU memory, and from host memory:
+#      data.keep_on_device=false), 64 and 256
 #   4. where a batch-128 step goes: profiler=simple (Lightning's hooks) and torch.profiler (wall time per
 #      step against GPU busy time, top operators) for src.train and the bare loop  -> profile.txt
 #   5. the Flowers-17 final fit's epoch time (experiment=alexnet_bn_flowers17_final, 6 epochs, profiled)
