@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -18,7 +20,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType
 from hydra.errors import HydraException, InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.errors import ConfigError, UserError
@@ -27,8 +29,51 @@ from src.schema import check_cache_dir, check_writable, output_directory, valida
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
 
-if not OmegaConf.has_resolver("project_root"):
-    OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+GPU_ACCELERATORS = ("gpu", "cuda")
+# Launchers whose jobs run on other machines: the devices they name are not looked for here.
+CLUSTER_LAUNCHERS = ("submitit_slurm",)
+
+
+def devices_per_node(devices: Any, local: bool = False) -> int:
+    """`trainer.devices` as the number of devices a launcher reserves on each node (conf/hydra/launcher/):
+    4 -> 4, [0, 1] or "0,1" -> 2. -1 and "auto" ("every device of the machine") have no number before
+    the job runs; `local=True` (submitit_local: this machine) counts this machine's GPUs."""
+    if isinstance(devices, ListConfig | list | tuple):
+        return len(devices)
+    text = str(devices).strip()
+    if "," in text:
+        return len([part for part in text.strip("[]").split(",") if part.strip()])
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    if local:
+        return max(torch.cuda.device_count(), 1)
+    raise ConfigError(
+        f"trainer.devices={text} gives no number of devices per node, which hydra/launcher=submitit_slurm "
+        "reserves (one task and one GPU each): set a count, e.g. trainer.devices=4"
+    )
+
+
+def gpus_per_node(accelerator: Any, devices: Any, local: bool = False) -> int | None:
+    """The GPUs a launcher reserves per node: `devices_per_node` on a GPU trainer, else none (None:
+    SLURM asks for no GPU; 0 for submitit_local, which then hides this machine's GPUs from the job)."""
+    if str(accelerator) in GPU_ACCELERATORS:
+        return devices_per_node(devices, local)
+    return 0 if local else None
+
+
+# conf/hydra/launcher/submitit_{slurm,local}.yaml name every setting of the plugin's own configs of the
+# same names, which Hydra then also type-checks against them ("automatic schema matching"), with a
+# deprecation warning at every start; the check is welcome, the warning dropped (here: the job processes
+# of submitit import this module too).
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/submitit_\w+' is validated against")
+
+for _name, _resolver in (
+    ("project_root", lambda: str(PROJECT_ROOT)),
+    ("devices_per_node", devices_per_node),
+    ("gpus_per_node", gpus_per_node),
+):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)
 
 _GROUP_OVERRIDE = re.compile(r"^[+~]*(?P<group>[a-z_]+)=(?P<value>[\w.,-]*)$")
 
@@ -75,6 +120,12 @@ def compose_config(overrides: Sequence[str], config_name: str = "train") -> Dict
         return compose(config_name=config_name, overrides=first_of_each_sweep(overrides))
 
 
+def cluster_launcher(argv: Sequence[str]) -> str | None:
+    """The launcher of `hydra/launcher=<name>` when its jobs run on other machines (SLURM), else None."""
+    names = [arg.split("=", 1)[1] for arg in argv if arg.lstrip("+").startswith("hydra/launcher=")]
+    return names[-1] if names and names[-1] in CLUSTER_LAUNCHERS else None
+
+
 def check_optimized_metric(name: str | None) -> None:
     """A sweeper's objective must be a metric the module logs; checked before the first trial."""
     from src.module import LOGGED_METRICS  # lazy: src.module imports Lightning
@@ -95,7 +146,11 @@ def validate_command_line(argv: Sequence[str]) -> None:
     check_optimized_metric(cfg.get("optimized_metric"))
     for key in ("model", "data", "module"):
         OmegaConf.to_container(cfg[key], resolve=True)
-    validate_config(cfg)  # src/schema.py: types, ranges, devices, combinations (before the model sees them)
+    cluster = cluster_launcher(argv)
+    if cluster:  # the jobs run on the cluster's nodes: their GPUs are not here, but must be counted
+        devices_per_node(cfg.trainer.get("devices", 1))
+    # src/schema.py: types, ranges, devices, combinations (before the model sees them)
+    validate_config(cfg, on_this_machine=not cluster)
     with torch.device("meta"):
         instantiate(cfg.model)
     check_writable(output_directory(cfg, argv))  # last: it creates the log directory

@@ -14,6 +14,10 @@ Three ways processes appear, and what each needs:
    config.yaml, TensorBoard) or into the directory rank 0 broadcasts (checkpoints).
 3. Several DDP jobs in one process (a serial multirun): `isolated_job` tears the process group down
    and restores the rendezvous env vars after each job, so the next job starts a fresh group.
+4. hydra/launcher=submitit_slurm: every SLURM task of a job (one per GPU) unpickles the launcher and
+   runs Hydra's job set-up itself, in the run's own directory. `SlurmLauncher` gives the tasks of
+   rank > 0 `task_overrides`: no `.hydra/` of their own and their log on stdout (submitit's per-task
+   log file), not appended to the run's train.log; the run directory stays rank 0's alone.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
+from typing import Any
+
+from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
 # Env vars through which an external launcher tells a process its rank (torchrun sets RANK; SLURM
 # SLURM_PROCID; Lightning's launcher LOCAL_RANK for its children; multi-node by hand NODE_RANK).
@@ -71,6 +78,22 @@ def rank_overrides(argv: Sequence[str]) -> list[str]:
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
         extra += [f"hydra.run.dir={_quote(scratch)}", f"hydra.sweep.dir={_quote(scratch)}"]
     return args + extra
+
+
+def task_overrides(overrides: Sequence[str]) -> list[str]:
+    """A job's sweep overrides for one SLURM task: as they are for rank 0; for the other ranks without
+    `.hydra/` and with their log on stdout (see the module doc, 4)."""
+    if launch_rank() == 0:
+        return list(overrides)
+    return [*overrides, "hydra.output_subdir=null", "hydra.job_logging.root.handlers=[console]"]
+
+
+class SlurmLauncher(submitit_launcher.SlurmLauncher):
+    """hydra-submitit-launcher's SLURM launcher, whose job tasks of rank > 0 write nothing into the run
+    directory (conf/hydra/launcher/submitit_slurm.yaml)."""
+
+    def __call__(self, sweep_overrides: list[str], *args: Any, **kwargs: Any) -> Any:
+        return super().__call__(task_overrides(sweep_overrides), *args, **kwargs)
 
 
 def child_command(local_rank: int) -> tuple[list[str], str]:

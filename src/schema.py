@@ -75,6 +75,7 @@ RULES: tuple[Rule, ...] = (
         "data.min_crop_area", "number", "0 < min_crop_area <= 1 or null", lambda v: 0 < v <= 1, nullable=True
     ),
     Rule("data.download", "bool", "true or false"),
+    Rule("data.keep_on_device", "bool", "true or false"),
     Rule("data.train_on_val", "bool", "true or false"),
     Rule("test_checkpoint", "choice", "best, last", lambda v: v in ("best", "last")),
     Rule("model.input_size", "int", "an integer >= 1", lambda v: v >= 1),
@@ -130,10 +131,11 @@ def check_rule(rule: Rule, value: Any) -> str | None:
     return None
 
 
-def _devices_problem(cfg: DictConfig) -> str | None:
-    """trainer.accelerator / trainer.devices that this machine cannot provide."""
+def _devices_problem(cfg: DictConfig, on_this_machine: bool = True) -> str | None:
+    """trainer.accelerator / trainer.devices that this machine cannot provide. `on_this_machine=False`
+    (a cluster launcher: the jobs run on other machines) checks the values only."""
     accelerator, devices = _value(cfg, "trainer.accelerator"), _value(cfg, "trainer.devices")
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    if on_this_machine and accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         return (
             f"trainer.accelerator={accelerator} is not available: no CUDA GPU on this machine; "
             "use trainer=cpu (or trainer.accelerator=cpu)"
@@ -147,7 +149,7 @@ def _devices_problem(cfg: DictConfig) -> str | None:
     if _int(devices):
         if devices < 1:
             return f"trainer.devices={devices} is out of range: must be an integer >= 1, -1 or auto"
-        if accelerator in ("gpu", "cuda") and devices > torch.cuda.device_count():
+        if on_this_machine and accelerator in ("gpu", "cuda") and devices > torch.cuda.device_count():
             return (
                 f"trainer.devices={devices} is not available: this machine has "
                 f"{torch.cuda.device_count()} CUDA GPU(s)"
@@ -224,8 +226,10 @@ def _argument_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def config_problems(cfg: DictConfig) -> list[str]:
-    """Every broken rule of a composed config, one clause each (empty: the config is fine)."""
+def config_problems(cfg: DictConfig, on_this_machine: bool = True) -> list[str]:
+    """Every broken rule of a composed config, one clause each (empty: the config is fine).
+    `on_this_machine=False`: the runs go to other machines (hydra/launcher=submitit_slurm), so the
+    devices are not looked for here."""
     problems = []
     for rule in RULES:
         value = _value(cfg, rule.key)
@@ -233,15 +237,15 @@ def config_problems(cfg: DictConfig) -> list[str]:
             problem = check_rule(rule, value)
             if problem:
                 problems.append(problem)
-    device = _devices_problem(cfg)
+    device = _devices_problem(cfg, on_this_machine)
     if device:
         problems.append(device)
     return problems + _combination_problems(cfg) + _argument_problems(cfg)
 
 
-def validate_config(cfg: DictConfig) -> None:
+def validate_config(cfg: DictConfig, on_this_machine: bool = True) -> None:
     """Raise one ConfigError whose single line lists every broken rule."""
-    problems = config_problems(cfg)
+    problems = config_problems(cfg, on_this_machine)
     if problems:
         raise ConfigError("; ".join(problems))
 

@@ -14,9 +14,10 @@ import sys
 import pytest
 import torch
 import yaml
+from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
 from src.data.base import EpochBatchSampler
-from src.distributed import child_command, rank_overrides
+from src.distributed import SlurmLauncher, child_command, rank_overrides, task_overrides
 from src.train import train
 from tests.conftest import PROJECT_ROOT, compose_train_config, fast_overrides, run_cli
 
@@ -72,6 +73,25 @@ def test_rank_overrides_and_child_command(monkeypatch, tmp_path):
     monkeypatch.setenv("LOCAL_RANK", "1")  # a child of Lightning's launcher: its run dir is kept
     child = ["pooling=max", "hydra.run.dir=/x", "hydra.output_subdir=null"]
     assert rank_overrides(child) == child
+
+    # hydra/launcher=submitit_slurm: every task of a job runs Hydra's job set-up; rank 0 as it is, the
+    # others without .hydra/ and train.log of their own (through SlurmLauncher)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert task_overrides(["pooling=max"]) == ["pooling=max"]
+    monkeypatch.setenv("SLURM_PROCID", "5")
+    task = task_overrides(["pooling=max"])
+    assert task == ["pooling=max", "hydra.output_subdir=null", "hydra.job_logging.root.handlers=[console]"]
+    cfg = compose_train_config(task, tmp_path / "task")
+    assert cfg.hydra.output_subdir is None and cfg.hydra.job_logging.root.handlers == ["console"]
+    seen = []
+    plugin_launcher = SlurmLauncher.__bases__[
+        0
+    ]  # hydra-submitit-launcher's (Hydra may have reloaded its module)
+    assert plugin_launcher.__qualname__ == submitit_launcher.SlurmLauncher.__qualname__
+    monkeypatch.setattr(plugin_launcher, "__call__", lambda self, o, *rest: seen.append(o))
+    SlurmLauncher()(["pooling=max"], "hydra.sweep.dir", 0, "job_id_for_0", {})
+    assert seen == [task]
+    monkeypatch.delenv("SLURM_PROCID")
 
     compose_train_config(["pooling=min", "trainer=ddp_sim"], tmp_path / "job")
     command, cwd = child_command(1)

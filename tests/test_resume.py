@@ -40,10 +40,15 @@ def _command(data_dir: Path, out: Path) -> list[str]:
     ]
 
 
-def _start(command: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def _start(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.Popen(
-        command, cwd=PROJECT_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+        command,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the run and every process it starts
     )
 
 
@@ -98,6 +103,94 @@ def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tmp_path):
         assert have[key] == pytest.approx(value, abs=1e-6), key
     weights, resumed_weights = _state_dict(straight_out / "run"), _state_dict(run_dir)
     assert weights.keys() == resumed_weights.keys()
+    for name, tensor in weights.items():
+        torch.testing.assert_close(resumed_weights[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+def _living_members(group: int) -> list[str]:
+    """The processes of process group `group` that are still alive ("pid state command"); a zombie (dead,
+    not yet reaped by its new parent) is not."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid_and_name, _, rest = stat.read_text().rpartition(")")
+        except OSError:  # it ended while we looked
+            continue
+        state, _ppid, pgrp = rest.split()[:3]
+        if int(pgrp) == group and state != "Z":
+            members.append(f"{stat.parent.name} {state} {pid_and_name.partition('(')[2]}")
+    return members
+
+
+def _wait_for(condition, seconds: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert condition(), f"{what} did not happen within {seconds} s: {log.read_text()[-3000:]}"
+
+
+def test_sigkilled_ddp_run_resumes_to_the_same_metrics(tmp_path):
+    """trainer=ddp_sim, 2 processes: SIGKILL to the run's whole process group after its first epoch's
+    checkpoint leaves no process, no half-written file and one run directory; resume=<run dir> then
+    ends with the metrics and weights of the same run left alone."""
+    data = make_tiny_cifar(tmp_path / "data")
+    straight_out, killed_out = tmp_path / "straight", tmp_path / "killed"
+    marker = tmp_path / "first_epoch_done"
+
+    def command(out: Path, *extra: str) -> list[str]:
+        single = [
+            arg for arg in _command(data, out) if not arg.startswith(("hydra.run.dir=", "data.batch_size="))
+        ]
+        # a timestamped run directory, as a user gets: the rank started by Lightning must not make another
+        return [*single, "trainer=ddp_sim", "data.batch_size=8", "logger=none", *extra]
+
+    threads = {"OMP_NUM_THREADS": "1"}
+    straight = _start(command(straight_out), tmp_path / "straight.log", threads)
+    killed_log = tmp_path / "killed.log"
+    killed = _start(command(killed_out, f"+callbacks.pause.marker={marker}"), killed_log, threads)
+    try:
+        _wait_for(lambda: marker.exists() or killed.poll() is not None, 300, "the first epoch", killed_log)
+        assert killed.poll() is None, killed_log.read_text()[-3000:]
+        assert marker.read_text() == "1\n"  # rank 0 is in the pause after epoch 1's checkpoint
+        assert len(_living_members(killed.pid)) >= 2  # rank 0 and the rank Lightning started
+        os.killpg(killed.pid, signal.SIGKILL)
+        assert killed.wait(30) == -signal.SIGKILL
+        _wait_for(lambda: not _living_members(killed.pid), 30, "the end of every process", killed_log)
+    finally:
+        if killed.poll() is None or _living_members(killed.pid):
+            os.killpg(killed.pid, signal.SIGKILL)
+    runs = list((killed_out / "train" / "runs").iterdir())
+    assert len(runs) == 1, runs  # one run directory for both ranks
+    run_dir = runs[0]
+    assert not (run_dir / "metrics.json").exists()  # it really died mid-run
+    checkpoints = run_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
+    assert not list(run_dir.rglob("*.tmp"))  # no half-written checkpoint (or anything else)
+    for checkpoint in checkpoints.iterdir():
+        assert torch.load(checkpoint, weights_only=True)["epoch"] == 0
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "src.train", f"resume={run_dir}"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **threads},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert straight.wait(400) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+    assert list((killed_out / "train" / "runs").iterdir()) == [run_dir]  # no second run directory
+
+    straight_dir = next((straight_out / "train" / "runs").iterdir())
+    expected = json.loads((straight_dir / "metrics.json").read_text())
+    got = json.loads((run_dir / "metrics.json").read_text())
+    assert (got["epochs"], got["global_step"]) == (expected["epochs"], expected["global_step"])
+    assert expected["epochs"] == 3
+    want, have = _comparable(expected["metrics"]), _comparable(got["metrics"])
+    assert want.keys() == have.keys()
+    for key, value in want.items():
+        assert have[key] == pytest.approx(value, abs=1e-6), key
+    weights, resumed_weights = _state_dict(straight_dir), _state_dict(run_dir)
     for name, tensor in weights.items():
         torch.testing.assert_close(resumed_weights[name], tensor, rtol=0, atol=1e-6, msg=name)
 

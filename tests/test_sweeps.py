@@ -1,13 +1,18 @@
 """Hydra multiruns: a pooling x padding grid in parallel processes (joblib), an Optuna search, the
-sweep summary, and the check of `optimized_metric` before the first trial."""
+sweep summary, the check of `optimized_metric` before the first trial, and hydra-submitit-launcher:
+a real sweep through submitit_local and the SLURM settings (and sbatch script) of submitit_slurm."""
 
 import csv
 import json
+import os
 import sys
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
+from src.config import PROJECT_ROOT, validate_command_line
+from src.errors import ConfigError
 from src.module import LOGGED_METRICS
 from tests.conftest import fast_overrides, run_cli
 
@@ -97,3 +102,96 @@ def test_unknown_optimized_metric_fails_before_the_first_trial(tiny_mnist, tmp_p
         f"error: optimized_metric=val/accuracy is never logged; logged: {', '.join(LOGGED_METRICS)}"
     ]
     assert not (out / "train").exists()  # no sweep directory, no trial
+
+
+def test_two_runs_through_submitit_local(tiny_mnist, tmp_path):
+    """submitit starts each run as a job process of its own (everything of submitit_slurm but the
+    scheduler): each writes its own run directory under the sweep, and the sweep gets its summary."""
+    out = tmp_path / "out"
+    result = run_cli(
+        "src.train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "pooling=max,min",
+        "trainer.max_epochs=1",
+        "logger=none",
+        *sweep_overrides(tiny_mnist, out),
+        env={"OMP_NUM_THREADS": "1"},
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Submitit 'local' sweep output dir" in result.stdout + result.stderr
+    sweep = the_sweep_dir(out)
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [".submitit", "0", "1"]
+    for job, pooling in (("0", "max"), ("1", "min")):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert f"pooling={pooling}" in metrics["overrides"] and metrics["epochs"] == 1
+        assert 0 <= metrics["metrics"]["test/acc"] <= 1
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+        assert (sweep / job / "config.yaml").is_file()
+        hydra_cfg = yaml.safe_load((sweep / job / ".hydra" / "hydra.yaml").read_text())["hydra"]
+        assert str(hydra_cfg["job"]["num"]) == job and hydra_cfg["launcher"]["tasks_per_node"] == 1
+    # submitit's own record: one job each, run in a process of its own that ended successfully
+    logs = sorted((sweep / ".submitit").glob("*/*_0_log.out"))
+    assert len(logs) == 2 and len({log.parent.name for log in logs}) == 2
+    assert all("Job completed successfully" in log.read_text() for log in logs)
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert [(run["job"], run["status"]) for run in summary["runs"]] == [("0", "ok"), ("1", "ok")]
+    assert summary["best"]["job"] in {"0", "1"}
+
+
+def test_slurm_launcher_settings_for_two_nodes_of_four_gpus(tmp_path, monkeypatch):
+    """hydra/launcher=submitit_slurm with trainer=ddp trainer.devices=4 trainer.num_nodes=2 asks SLURM for
+    2 nodes x 4 tasks x 4 GPUs, as `--cfg` shows and as submitit would write it into the sbatch script;
+    no cluster needed."""
+    ddp = ["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2", f"paths.log_dir={tmp_path}"]
+    result = run_cli(
+        "src.train",
+        "hydra/launcher=submitit_slurm",
+        "hydra.launcher.partition=gpu",
+        *ddp,
+        "--cfg",
+        "all",
+        "--resolve",
+        "--package",
+        "hydra.launcher",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    launcher = yaml.safe_load(result.stdout)
+    assert launcher["_target_"] == "src.distributed.SlurmLauncher"
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 4, 4)
+    assert launcher["partition"] == "gpu" and launcher["timeout_min"] == 60
+    assert launcher["submitit_folder"].startswith(f"{tmp_path}/train/multiruns/")
+    assert launcher["additional_parameters"] == {"chdir": str(PROJECT_ROOT)}
+
+    # Every setting of the plugin's schema is in the config file, and nothing else.
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
+
+    assert set(launcher) == set(OmegaConf.structured(SlurmQueueConf))
+
+    # The sbatch script, built by submitit from these settings as the plugin passes them on.
+    import submitit
+
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit only checks that srun exists
+    (stub / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stub}{os.pathsep}{os.environ['PATH']}")
+    params = {
+        k: v for k, v in launcher.items() if k not in ("_target_", "submitit_folder", "max_num_timeout")
+    }
+    executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="slurm", slurm_max_num_timeout=0)
+    base = set(OmegaConf.structured(BaseQueueConf))
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
+    sbatch = executor._executor._make_submission_file_text("python -u -m submitit.core._submit x", "uid")
+    for line in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--partition=gpu", "--time=60",
+                 "--cpus-per-task=4", f"--chdir={PROJECT_ROOT}"):  # fmt: skip
+        assert f"#SBATCH {line}\n" in sbatch, line
+
+    # Submitting from a login node without GPUs passes the checks; a device count SLURM cannot reserve
+    # (trainer=ddp's default -1: every GPU) fails in one line, before anything is submitted.
+    validate_command_line(["-m", "hydra/launcher=submitit_slurm", *ddp])
+    with pytest.raises(ConfigError, match=r"^trainer.devices=-1 gives no number of devices per node"):
+        validate_command_line(
+            ["-m", "hydra/launcher=submitit_slurm", "trainer=ddp", f"paths.log_dir={tmp_path}"]
+        )
