@@ -19,13 +19,8 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from src.metric_names import LOGGED_METRICS  # noqa: F401  (every metric name this module logs)
 from src.reliability import TrainingDiverged, rng_state, set_rng_state
-
-# Every metric name this module logs: the names a sweeper's `optimized_metric` may use.
-LOGGED_METRICS = (
-    "train/loss", "train/loss_epoch", "train/acc",
-    "val/loss", "val/acc", "val/acc_best", "test/loss", "test/acc",
-)  # fmt: skip
 
 
 class ImageClassifier(L.LightningModule):

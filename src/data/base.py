@@ -202,6 +202,18 @@ class InMemoryDataModule(L.LightningDataModule):
         # The split evaluated outside a Trainer (src.eval sets it), so the test view (e.g. Flowers-17's
         # ten crops) applies there as in trainer.test; inside a Trainer its state decides.
         self.evaluating_split: str | None = None
+        self._prepared = False
+
+    def prepare_data(self) -> None:
+        """Find the dataset (download, decompress or decode it into the cache if need be), once per
+        process: src.train calls this before it builds the Trainer, so that a missing dataset is
+        reported first, and the Trainer calls it again."""
+        if not self._prepared:
+            self.find_data()
+            self._prepared = True
+
+    def find_data(self) -> None:
+        """What prepare_data does (subclasses): raise DataError when the dataset is missing or damaged."""
 
     def holdout_splits(
         self, images: Tensor, labels: Tensor, test: TensorSplit, val_size: int

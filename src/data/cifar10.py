@@ -140,7 +140,7 @@ class CIFAR10DataModule(InMemoryDataModule):
         super().__init__(*args, **kwargs)
         self.val_size, self.augmentation = val_size, augmentation
 
-    def prepare_data(self) -> None:
+    def find_data(self) -> None:
         load_cifar10(self.data_dir, self.cache_dir, self.download)
 
     def setup(self, stage: str | None = None) -> None:

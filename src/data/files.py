@@ -17,9 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-import torch
-from torchvision.datasets.utils import download_url
-
 from src.errors import DataError
 
 # Errors that mean "this archive is damaged", as opposed to "the cache is not writable".
@@ -32,6 +29,8 @@ def download_atomically(url: str, target: Path, md5: str | None = None) -> None:
     `download_url` writes straight into its destination, so an interrupted download would otherwise
     leave a truncated file that the next run finds and takes for the real one.
     """
+    from torchvision.datasets.utils import download_url  # only a download needs torchvision
+
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
@@ -96,6 +95,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 
 def atomic_save(obj: object, path: str | os.PathLike) -> None:
     """torch.save that never leaves a half-written file."""
+    import torch
+
     with atomic_open(path) as handle:
         torch.save(obj, handle)
 

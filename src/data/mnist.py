@@ -102,7 +102,7 @@ class MNISTDataModule(InMemoryDataModule):
             raise DataError(_missing_message(target))
         return root
 
-    def prepare_data(self) -> None:
+    def find_data(self) -> None:
         self._root()
 
     def setup(self, stage: str | None = None) -> None:
