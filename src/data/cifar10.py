@@ -150,6 +150,9 @@ class CIFAR10DataModule(InMemoryDataModule):
         test = TensorSplit(data["test_images"], data["test_labels"])
         self.splits = self.holdout_splits(data["train_images"], data["train_labels"], test, self.val_size)
 
+    def static_inputs(self, train: bool) -> bool:
+        return not (train and self.augmentation)  # evaluation, and training without augmentation
+
     def augment(self, images: Tensor) -> Tensor:
         """Random 32x32 crops of the image zero-padded by 4, and random horizontal flips."""
         return random_crops(images, size=images.shape[-1], padding=4) if self.augmentation else images

@@ -23,14 +23,19 @@ from src.errors import DataError
 CORRUPT_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
 
+def download_url(url: str, root: str, filename: str | None = None, md5: str | None = None) -> None:
+    """torchvision's `download_url` (redirects, md5 check), imported only when something is downloaded."""
+    from torchvision.datasets.utils import download_url as torchvision_download_url
+
+    torchvision_download_url(url, root, filename=filename, md5=md5)
+
+
 def download_atomically(url: str, target: Path, md5: str | None = None) -> None:
     """torchvision's `download_url` into a scratch directory beside `target`, renamed when complete.
 
     `download_url` writes straight into its destination, so an interrupted download would otherwise
     leave a truncated file that the next run finds and takes for the real one.
     """
-    from torchvision.datasets.utils import download_url  # only a download needs torchvision
-
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
