@@ -38,10 +38,17 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
-from torchvision.utils import make_grid
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def make_grid(tensor: Tensor, **kwargs: Any) -> Tensor:
+    """torchvision's make_grid, imported when the first image is drawn (a run without a TensorBoard
+    logger, or with fast_dev_run, draws none and does not import torchvision for it)."""
+    from torchvision.utils import make_grid as torchvision_make_grid
+
+    return torchvision_make_grid(tensor, **kwargs)
+
+
 def tensorboard(trainer: L.Trainer):
     """The run's SummaryWriter (torch.utils.tensorboard), or None when there is no TensorBoard logger."""
     for logger in trainer.loggers:
@@ -494,12 +501,12 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: Mapping[str, float
     no stray point). No run writes an experiment summary: TensorBoard then builds one from all the runs
     it sees and puts the hparams whose values differ (e.g. pooling and padding in a sweep) first.
     """
-    from hydra.core.hydra_config import HydraConfig
-    from torch.utils.tensorboard.summary import hparams
-
     writer = tensorboard(trainer)
     if writer is None or not trainer.is_global_zero:
         return
+    from hydra.core.hydra_config import HydraConfig
+    from torch.utils.tensorboard.summary import hparams  # imports TensorBoard: only with its logger
+
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     params = flat_hparams(cfg, choices)
     wanted = ("val/acc", "val/acc_best", "val/loss", "test/acc", "test/loss", "train/images_per_second")
