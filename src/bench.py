@@ -227,48 +227,67 @@ def bare_training_epoch(
     return images_seen / (time.perf_counter() - start)
 
 
-class TestClock(L.Callback):
-    """Times the test batches of `trainer.test`, from the first batch's start to the last batch's end:
-    evaluation throughput, without the call's fixed set-up and the figures drawn after the last batch
-    (those are `test_call_seconds`)."""
+class EvalClock(L.Callback):
+    """Times the batches of the latest validation run (not the sanity check) and of `trainer.test`, each
+    from its first batch's start to its last batch's end: evaluation throughput, without the fixed
+    set-up of a loop and the figures drawn after its last batch."""
 
     def __init__(self) -> None:
-        self.images, self.start, self.stop = 0, None, None
+        self.runs: dict[str, list[float]] = {}  # stage -> [images, start, stop] of its latest run
+
+    def _start(self, trainer: L.Trainer, stage: str, batch_idx: int) -> None:
+        if not trainer.sanity_checking and batch_idx == 0:
+            self.runs[stage] = [0, time.perf_counter(), 0.0]
+
+    def _end(self, trainer: L.Trainer, stage: str, batch: Any) -> None:
+        if not trainer.sanity_checking:
+            run = self.runs[stage]
+            run[0] += len(batch[1])
+            run[2] = time.perf_counter()
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._start(trainer, "val", batch_idx)
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._end(trainer, "val", batch)
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
-        if self.start is None:
-            self.start = time.perf_counter()
+        self._start(trainer, "test", batch_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self.images += len(batch[1])
-        self.stop = time.perf_counter()
+        self._end(trainer, "test", batch)
 
-    def images_per_second(self) -> float:
-        return self.images / (self.stop - self.start)
+    def images_per_second(self, stage: str) -> float:
+        images, start, stop = self.runs[stage]
+        return images / (stop - start)
 
 
 def lightning_training(cfg: DictConfig) -> dict[str, float]:
-    """The src.train path: training images/s of a warm epoch (epoch 2 of 2), evaluation images/s of the
-    test batches of trainer.test, and the whole trainer.test call's seconds."""
+    """The src.train path: training images/s of a warm epoch (epoch 2 of 2), evaluation images/s of that
+    epoch's validation batches and of trainer.test's batches, and the whole trainer.test call's seconds."""
     overrides_cfg = cfg.copy()
     with open_dict(overrides_cfg):
         overrides_cfg.trainer.max_epochs = 2
         overrides_cfg.trainer.min_epochs = 2
     datamodule, module, trainer = prepare(overrides_cfg)
-    clock, test_clock = EpochClock(), TestClock()
-    trainer.callbacks.extend([clock, test_clock])
+    clock, eval_clock = EpochClock(), EvalClock()
+    trainer.callbacks.extend([clock, eval_clock])
     trainer.fit(module, datamodule=datamodule)
     start = time.perf_counter()
     trainer.test(module, datamodule=datamodule, verbose=False)
     return {
         "train": clock.rows[-1]["images_per_second"],
-        "eval": test_clock.images_per_second(),
+        "eval": eval_clock.images_per_second("val"),
+        "test": eval_clock.images_per_second("test"),
         "test_call_seconds": time.perf_counter() - start,
     }
 
 
 def bare_training(cfg: DictConfig) -> dict[str, float]:
-    """The same for the bare loop: the same network, optimizer, schedule, loss, datamodule and batches."""
+    """The same for the bare loop: the same network, optimizer, schedule, loss, datamodule and batches;
+    then the same validation and test splits evaluated."""
     datamodule, module, _ = prepare(cfg)
     model = module.model  # already in the module's memory format
     memory_format = torch.channels_last if cfg.module.channels_last else torch.contiguous_format
@@ -277,10 +296,12 @@ def bare_training(cfg: DictConfig) -> dict[str, float]:
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.module.get("label_smoothing", 0.0))
     loop = (model, datamodule, optimizer, memory_format, criterion, scheduler)
     bare_training_epoch(*loop)  # epoch 1: warm-up, as for Lightning
-    speed = bare_training_epoch(*loop)
-    start = time.perf_counter()
-    _, count = evaluate(model, datamodule, memory_format=memory_format)
-    return {"train": speed, "eval": count / (time.perf_counter() - start)}
+    result = {"train": bare_training_epoch(*loop)}
+    for stage, key in (("val", "eval"), ("test", "test")):
+        start = time.perf_counter()
+        _, count = evaluate(model, datamodule, split=stage, memory_format=memory_format)
+        result[key] = count / (time.perf_counter() - start)
+    return result
 
 
 def data_pipeline(cfg: DictConfig) -> float:
@@ -304,12 +325,9 @@ def speed_row(experiment: str, batch_size: int | None, overrides: list[str], rep
     for _ in range(repeats):  # interleaved, so a slow moment of the machine hits both
         lightning_runs.append(lightning_training(cfg))
         bare_runs.append(bare_training(cfg))
+    sides = (("lightning", lightning_runs), ("bare", bare_runs))
     best = {
-        kind: {
-            side: max(r[kind] for r in runs)
-            for side, runs in (("lightning", lightning_runs), ("bare", bare_runs))
-        }
-        for kind in ("train", "eval")
+        kind: {side: max(r[kind] for r in runs) for side, runs in sides} for kind in ("train", "eval", "test")
     }
     # The best of each is the headline; each pair's own ratio shows how much the machine's noise moves it.
     pair_ratios = [
@@ -324,6 +342,8 @@ def speed_row(experiment: str, batch_size: int | None, overrides: list[str], rep
         "train_ratio_per_pair": [round(r, 3) for r in pair_ratios],
         "eval_images_per_second": {side: round(v) for side, v in best["eval"].items()},
         "eval_ratio": round(best["eval"]["lightning"] / best["eval"]["bare"], 3),
+        "test_images_per_second": {side: round(v) for side, v in best["test"].items()},
+        "test_ratio": round(best["test"]["lightning"] / best["test"]["bare"], 3),
         "test_call_seconds": round(min(r["test_call_seconds"] for r in lightning_runs), 3),
         "data_pipeline_images_per_second": round(data_pipeline(cfg)),
         "all_runs": {"lightning": lightning_runs, "bare": bare_runs},
@@ -338,18 +358,32 @@ def run_speed(
 
 def speed_markdown(result: dict[str, Any]) -> list[str]:
     lines = [
-        "| recipe | batch | training images/s: src.train | bare loop | ratio (best of each) "
-        "| ratio of each interleaved pair | evaluation images/s: src.train | bare loop | ratio "
-        "| `trainer.test` call |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "Training, a warm epoch (images/s):",
+        "",
+        "| recipe | batch | src.train | bare loop | ratio (best of each) | ratio of each interleaved pair |",
+        "|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
-        t, e = r["train_images_per_second"], r["eval_images_per_second"]
-        pairs = ", ".join(f"{x:.3f}" for x in r["train_ratio_per_pair"])
+        t, pairs = r["train_images_per_second"], ", ".join(f"{x:.3f}" for x in r["train_ratio_per_pair"])
         lines.append(
             f"| `{r['experiment']}` | {r['batch_size']} | {t['lightning']:,} | {t['bare']:,} | "
-            f"{r['train_ratio']:.3f} | {pairs} | {e['lightning']:,} | {e['bare']:,} | "
-            f"{r['eval_ratio']:.3f} | {r['test_call_seconds']:.2f} s |"
+            f"{r['train_ratio']:.3f} | {pairs} |"
+        )
+    lines += [
+        "",
+        "Evaluation (images/s over the batches; validation: the warm epoch's, with its per-batch confusion "
+        "counts; test: with the per-layer statistics of metrics.json):",
+        "",
+        "| recipe | batch | validation: src.train | bare loop | ratio | test: src.train | bare loop | ratio "
+        "| whole `trainer.test` call |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        e, t = r["eval_images_per_second"], r["test_images_per_second"]
+        lines.append(
+            f"| `{r['experiment']}` | {r['batch_size']} | {e['lightning']:,} | {e['bare']:,} | "
+            f"{r['eval_ratio']:.3f} | {t['lightning']:,} | {t['bare']:,} | {r['test_ratio']:.3f} | "
+            f"{r['test_call_seconds']:.2f} s |"
         )
     pipeline = ", ".join(f"{r['data_pipeline_images_per_second']:,}" for r in result["rows"])
     return [*lines, "", f"Data pipeline alone (a warm epoch of batches), images/s, row by row: {pipeline}."]

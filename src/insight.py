@@ -279,8 +279,10 @@ class FeatureMapStatistics(Callback):
         def count(module: nn.Module, inputs: Any, output: Tensor) -> None:
             values = output.detach()
             totals = self.sums.setdefault(name, [0, 0, 0])  # zeros, sum (tensors on the device), count
-            totals[0] = totals[0] + (values == 0).sum()
-            totals[1] = totals[1] + values.sum(dtype=torch.float64)
+            # two passes over the map, no mask, no float64 copy (a batch's float32 sum is exact enough
+            # for a mean; the batches add up in float64)
+            totals[0] = totals[0] + (values.numel() - torch.count_nonzero(values))
+            totals[1] = totals[1] + values.sum(dtype=torch.float32).double()
             totals[2] += values.numel()
 
         return count
@@ -329,15 +331,17 @@ class ConfusionAndMistakes(EveryNEpochs):
         counts = torch.bincount(labels * classes + predicted, minlength=classes * classes)
         state = self.state
         state["counts"] = state["counts"] + counts if "counts" in state else counts
-        # candidates: this batch's errors (confidence -1 for the correct ones) and the best so far
+        # candidates: this batch's most confident errors (confidence -1 for the correct ones), selected
+        # before anything is copied, and the best so far
         wrong = torch.where(predicted != labels, confidence, torch.full_like(confidence, -1.0))
+        best = wrong.topk(min(self.num_mistakes, len(wrong))).indices
         if images.ndim == 5:
             images = images[:, 0]
         candidates = {
-            "score": wrong,
-            "images": images.detach(),
-            "labels": labels,
-            "predicted": predicted,
+            "score": wrong[best],
+            "images": images.detach()[best],
+            "labels": labels[best],
+            "predicted": predicted[best],
         }
         if "score" in state:
             candidates = {k: torch.cat([state[k], v]) for k, v in candidates.items()}

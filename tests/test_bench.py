@@ -83,11 +83,13 @@ def test_speed_suite_writes_a_ratio_row_per_recipe_and_batch_size(bench_dirs):
         speeds = row["train_images_per_second"]
         assert speeds["lightning"] > 0 and speeds["bare"] > 0
         assert row["train_ratio"] == pytest.approx(speeds["lightning"] / speeds["bare"], rel=0.02)
-        assert len(row["train_ratio_per_pair"]) == 2 and row["eval_ratio"] > 0
+        assert len(row["train_ratio_per_pair"]) == 2 and row["eval_ratio"] > 0 and row["test_ratio"] > 0
         assert row["test_call_seconds"] > 0 and row["data_pipeline_images_per_second"] > 0
     assert result["machine"]["cores"] >= 1 and result["machine"]["torch"]
     markdown = (bench_dirs / "results" / "speed.md").read_text()
-    assert markdown.count("| `lenet5_mnist` | 32 |") == 3 and "| `seed_lenet5_mnist` | 32 |" in markdown
+    assert (
+        markdown.count("| `lenet5_mnist` | 32 |") == 6 and "| `seed_lenet5_mnist` | 32 |" in markdown
+    )  # 2 tables
 
 
 def test_the_bare_loop_does_the_recipes_work(bench_dirs):
