@@ -116,6 +116,66 @@ class EveryNEpochs(Callback):
         return epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
 
 
+# ------------------------------------------------------------------------------------------- group
+# Every hook of lightning's Callback except the state ones (the callbacks here keep no state).
+HOOKS = tuple(
+    name
+    for name in dir(Callback)
+    if (name.startswith("on_") or name in ("setup", "teardown")) and callable(getattr(Callback, name))
+)
+
+
+class Insight(Callback):
+    """The callbacks of this module as one Lightning callback.
+
+    Lightning calls every hook of every callback on every training step (six per step, each inside a
+    profiler context), whether the callback implements it or not; six insight callbacks that mostly
+    act once an epoch cost as many calls a step. This one is called once per hook and passes it on only
+    to the callbacks that implement it, in their order. `src.train` groups them (`group_insight`); each
+    stays its own entry of conf/callbacks/insight.yaml.
+    """
+
+    def __init__(self, parts: Sequence[Callback]) -> None:
+        self.parts = list(parts)
+        self._hooks = {
+            name: [getattr(part, name) for part in self.parts if _implements(part, name)] for name in HOOKS
+        }
+
+
+def _implements(callback: Callback, name: str) -> bool:
+    return getattr(type(callback), name) is not getattr(Callback, name)
+
+
+def _passing_on(name: str):
+    def hook(self: Insight, *args: Any, **kwargs: Any) -> None:
+        for method in self._hooks[name]:
+            method(*args, **kwargs)
+
+    hook.__name__ = hook.__qualname__ = name
+    return hook
+
+
+for _name in HOOKS:
+    setattr(Insight, _name, _passing_on(_name))
+
+
+def group_insight(callbacks: Sequence[Callback]) -> list[Callback]:
+    """`callbacks` with this module's callbacks replaced by one `Insight` where the first of them was
+    (they are contiguous in the default config, so the order of all hooks is unchanged)."""
+    ours = [c for c in callbacks if type(c).__module__ == __name__ and not isinstance(c, Insight)]
+    if len(ours) < 2:
+        return list(callbacks)
+    grouped, placed = [], False
+    for callback in callbacks:
+        if callback in ours:
+            if not placed:
+                grouped.append(Insight(ours))
+                placed = True
+        else:
+            grouped.append(callback)
+    return grouped
+
+
 # ------------------------------------------------------------------------------------------ scalars
 class ImagesPerSecond(Callback):
     """`train/images_per_second`: training throughput of each epoch (all ranks together).

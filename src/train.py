@@ -91,6 +91,10 @@ def build(
     callbacks = instantiate_dict(cfg.get("callbacks"))
     if not loggers:  # the learning-rate monitor has nowhere to write without a logger (logger=none)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if any(type(c).__module__ == "src.insight" for c in callbacks):
+        from src.insight import group_insight
+
+        callbacks = group_insight(callbacks)  # one callback for Lightning to call on every step
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, module, trainer
 
