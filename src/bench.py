@@ -2,20 +2,28 @@
 
     python -m src.bench accuracy                     # LeNet-5/MNIST recipe: accuracy, time to 99.0 %
     python -m src.bench accuracy --experiment seed_lenet5_mnist
-    python -m src.bench speed                        # src.train's path vs a bare PyTorch loop
+    python -m src.bench speed                        # src.train's path vs a bare PyTorch loop, per batch size
+    python -m src.bench startup                      # seconds to the first answer (errors, first batch)
+    python -m src.bench startup --root ../before --label before   # the same for another checkout
     python -m src.bench keras                        # the seed's Keras LeNet-5 beside the same here
     python -m src.bench scaling                      # images/s against batch size and threads
-    python -m src.bench all                          # all four (this is `make bench`)
+    python -m src.bench all                          # all five (this is `make bench`)
 
 Extra Hydra overrides go at the end: `python -m src.bench accuracy trainer.max_epochs=5`.
 
 accuracy: trains through the same code as `python -m src.train` (same config, same LightningModule,
 default callbacks); after every epoch it evaluates the test set outside the timed part, to record when
 the test accuracy first reaches each target.
-speed: in one process, interleaved (L, bare, L, bare, L, bare; best of each), one warm training epoch of
-(a) the full Lightning + Hydra path and (b) a minimal hand-written loop over the same model, data
-pipeline, batch size and threads; evaluation images/s of both; the data pipeline alone; and the start-up
-time of `python -m src.train … trainer.fast_dev_run=true`.
+speed: one row per recipe and batch size (SPEED_ROWS: lenet5_mnist at 64, 128, 256 and the seed's
+recipe); per row, in one process, interleaved (L, bare, L, bare, L, bare; best of each; `--repeats`),
+one warm training epoch of (a) the full Lightning + Hydra path and (b) a minimal hand-written loop
+doing the recipe's work over the same model, datamodule, loss, optimizer, schedule, batch size and
+threads; evaluation images/s of both over the validation and the test batches; the data pipeline alone.
+startup: fresh interpreters, best of `--repeats`: each config mistake of MISTAKES (exit status 2), a
+missing dataset, `python -c "import torch"` / `"import src, lightning"`, `python -m src.summary`, and
+`python -m src.train debug=fast` to its first training batch and to its end; `-X importtime`'s top
+entries. `--root` times another checkout (e.g. `git worktree add ../before <commit>`) with this
+interpreter; `--label` names its column (results: startup_<label>.json; startup.md shows them all).
 keras: the seed's Keras LeNet-5 (bench/keras_lenet5.py, TensorFlow CPU in a throw-away uv environment)
 beside the same network and recipe as a bare loop and through src.train, and beside our own recipe;
 and, when DATA_DIR holds CIFAR-10, the seed's 2-epoch CIFAR-10 run in both (test accuracy over three
