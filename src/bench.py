@@ -605,10 +605,8 @@ def save_startup(label: str, result: dict[str, Any]) -> None:
         path.stem.removeprefix("startup_"): json.loads(path.read_text())
         for path in sorted(RESULTS_DIR.glob("startup_*.json"))
     }
-    machines = "; ".join(
-        f"{name}: {machine_line(r['machine'], r['command'])}" for name, r in sorted(results.items())
-    )
-    text = "\n".join([*startup_markdown(results), "", machines])
+    machines = [f"{name}: {machine_line(r['machine'], r['command'])}" for name, r in sorted(results.items())]
+    text = "\n".join([*startup_markdown(results), "", *machines])
     (RESULTS_DIR / "startup.md").write_text(text + "\n")
     print(text, flush=True)
 
