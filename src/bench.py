@@ -2,10 +2,12 @@
 
     python -m src.bench accuracy                     # LeNet-5/MNIST recipe: accuracy, time to 99.0 %
     python -m src.bench accuracy --experiment seed_lenet5_mnist
-    python -m src.bench speed                        # src.train's path vs a bare PyTorch loop
+    python -m src.bench speed                        # src.train's path vs a bare PyTorch loop, per batch size
+    python -m src.bench startup                      # seconds to the first answer (errors, first batch)
+    python -m src.bench startup --root ../before --label before   # the same for another checkout
     python -m src.bench keras                        # the seed's Keras LeNet-5 beside the same here
     python -m src.bench scaling                      # images/s against batch size and threads
-    python -m src.bench all                          # all four (this is `make bench`)
+    python -m src.bench all                          # accuracy, speed, startup, keras, scaling (`make bench`)
     python -m src.bench gpu --results-dir DIR        # the GPU check (scripts/gpu_check.sh)
 
 Extra Hydra overrides go at the end: `python -m src.bench accuracy trainer.max_epochs=5`.
@@ -13,10 +15,16 @@ Extra Hydra overrides go at the end: `python -m src.bench accuracy trainer.max_e
 accuracy: trains through the same code as `python -m src.train` (same config, same LightningModule,
 default callbacks); after every epoch it evaluates the test set outside the timed part, to record when
 the test accuracy first reaches each target.
-speed: in one process, interleaved (L, bare, L, bare, L, bare; best of each), one warm training epoch of
-(a) the full Lightning + Hydra path and (b) a minimal hand-written loop over the same model, data
-pipeline, batch size and threads; evaluation images/s of both; the data pipeline alone; and the start-up
-time of `python -m src.train … trainer.fast_dev_run=true`.
+speed: one row per recipe and batch size (SPEED_ROWS: lenet5_mnist at 64, 128, 256 and the seed's
+recipe); per row, in one process, interleaved (L, bare, L, bare, L, bare; best of each; `--repeats`),
+one warm training epoch of (a) the full Lightning + Hydra path and (b) a minimal hand-written loop
+doing the recipe's work over the same model, datamodule, loss, optimizer, schedule, batch size and
+threads; evaluation images/s of both over the validation and the test batches; the data pipeline alone.
+startup: fresh interpreters, best of `--repeats`: each config mistake of MISTAKES (exit status 2), a
+missing dataset, `python -c "import torch"` / `"import src, lightning"`, `python -m src.summary`, and
+`python -m src.train debug=fast` to its first training batch and to its end; `-X importtime`'s top
+entries. `--root` times another checkout (e.g. `git worktree add ../before <commit>`) with this
+interpreter; `--label` names its column (results: startup_<label>.json; startup.md shows them all).
 keras: the seed's Keras LeNet-5 (bench/keras_lenet5.py, TensorFlow CPU in a throw-away uv environment)
 beside the same network and recipe as a bare loop and through src.train, and beside our own recipe;
 and, when DATA_DIR holds CIFAR-10, the seed's 2-epoch CIFAR-10 run in both (test accuracy over three
@@ -34,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import inspect
 import json
 import math
 import os
@@ -43,6 +52,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -293,13 +303,45 @@ def accuracy_markdown(results: list[dict[str, Any]]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- speed
-def bare_training_epoch(model: nn.Module, datamodule: L.LightningDataModule, optimizer: torch.optim.Optimizer,
-                        memory_format: torch.memory_format = torch.contiguous_format,
-                        device: torch.device = CPU, precision: Any = "32-true",
-                        window: StepWindow | None = None) -> float:  # fmt: skip
-    """The minimal loop the Lightning path is measured against, on the device and in the precision
-    src.train would use; returns images/s. `window` profiles some of its steps."""
-    criterion, images_seen = nn.CrossEntropyLoss(), 0
+# The rows of `python -m src.bench speed`: our recipe at three batch sizes, and the seed's recipe
+# (experiment, batch size; None: the experiment's own).
+SPEED_ROWS: tuple[tuple[str, int | None], ...] = (
+    ("lenet5_mnist", 64),
+    ("lenet5_mnist", 128),
+    ("lenet5_mnist", 256),
+    ("seed_lenet5_mnist", None),
+)
+
+
+def bare_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> Any | None:
+    """The recipe's learning-rate schedule when the module steps it after every batch (one-cycle), made
+    as ImageClassifier.configure_optimizers makes it; None for none or one stepped per epoch."""
+    if cfg.get("scheduler") is None or cfg.module.scheduler_interval != "step":
+        return None
+    factory = instantiate(cfg.scheduler)
+    extra = {}
+    if "total_steps" in inspect.signature(factory).parameters and "total_steps" not in factory.keywords:
+        extra["total_steps"] = total_steps
+    return factory(optimizer=optimizer, **extra)
+
+
+def bare_training_epoch(
+    model: nn.Module,
+    datamodule: L.LightningDataModule,
+    optimizer: torch.optim.Optimizer,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    criterion: nn.Module | None = None,
+    scheduler: Any | None = None,
+    device: torch.device = CPU,
+    precision: Any = "32-true",
+    window: StepWindow | None = None,
+) -> float:
+    """The minimal loop the Lightning path is measured against, doing the recipe's work and nothing
+    else, on the device and in the precision src.train would use: the datamodule's batches (made
+    model-ready once per split where that is exact, as in src.train), forward, the recipe's loss,
+    backward, the optimizer's step and, for a one-cycle recipe, the schedule's step. Returns images/s.
+    `window` profiles some of its steps."""
+    criterion, images_seen = criterion or nn.CrossEntropyLoss(), 0
     model.train()
     synchronize(device)
     start = time.perf_counter()
@@ -313,6 +355,8 @@ def bare_training_epoch(model: nn.Module, datamodule: L.LightningDataModule, opt
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         images_seen += len(labels)
         if window is not None:
             window.end(step, device)
@@ -320,14 +364,54 @@ def bare_training_epoch(model: nn.Module, datamodule: L.LightningDataModule, opt
     return images_seen / (time.perf_counter() - start)
 
 
+class EvalClock(EpochClock):
+    """EpochClock, and also times the batches of the latest validation run (not the sanity check) and of
+    `trainer.test`, each from its first batch's start to its last batch's end: evaluation throughput,
+    without the fixed set-up of a loop and the figures drawn after its last batch. (One callback, not
+    two: Lightning calls every callback on every step, and the clock should cost the path it times
+    as little as it can.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: dict[str, list[float]] = {}  # stage -> [images, start, stop] of its latest run
+
+    def _start(self, trainer: L.Trainer, stage: str, batch_idx: int) -> None:
+        if not trainer.sanity_checking and batch_idx == 0:
+            self.runs[stage] = [0, time.perf_counter(), 0.0]
+
+    def _end(self, trainer: L.Trainer, stage: str, batch: Any) -> None:
+        if not trainer.sanity_checking:
+            run = self.runs[stage]
+            run[0] += len(batch[1])
+            run[2] = time.perf_counter()
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._start(trainer, "val", batch_idx)
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        self._end(trainer, "val", batch)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self._start(trainer, "test", batch_idx)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._end(trainer, "test", batch)
+
+    def images_per_second(self, stage: str) -> float:
+        images, start, stop = self.runs[stage]
+        return images / (stop - start)
+
+
 def two_epoch_fit(cfg: DictConfig, window: StepWindow | None = None):
-    """Fit the src.train path for 2 epochs with an EpochClock (and `window` over epoch 2's steps)."""
+    """Fit the src.train path for 2 epochs with an EvalClock (and `window` over epoch 2's steps)."""
     overrides_cfg = cfg.copy()
     with open_dict(overrides_cfg):
         overrides_cfg.trainer.max_epochs = 2
         overrides_cfg.trainer.min_epochs = 2
     datamodule, module, trainer = prepare(overrides_cfg)
-    clock = EpochClock()
+    clock = EvalClock()
     trainer.callbacks.append(clock)
     if window is not None:
         trainer.callbacks.append(WindowCallback(window, epoch=1))
@@ -335,39 +419,52 @@ def two_epoch_fit(cfg: DictConfig, window: StepWindow | None = None):
     return datamodule, module, trainer, clock
 
 
-def lightning_training(cfg: DictConfig, window: StepWindow | None = None) -> tuple[float, float]:
-    """Warm training epoch images/s of the src.train path (epoch 2 of 2), and its test images/s.
+def lightning_training(cfg: DictConfig, window: StepWindow | None = None) -> dict[str, float]:
+    """The src.train path: training images/s of a warm epoch (epoch 2 of 2), evaluation images/s of that
+    epoch's validation batches and of trainer.test's batches, and the whole trainer.test call's seconds.
     `window` profiles some steps of epoch 2."""
     datamodule, module, trainer, clock = two_epoch_fit(cfg, window)
     start = time.perf_counter()
     trainer.test(module, datamodule=datamodule, verbose=False)
-    test_images = len(datamodule.splits["test"])
-    return clock.rows[-1]["images_per_second"], test_images / (time.perf_counter() - start)
+    return {
+        "train": clock.rows[-1]["images_per_second"],
+        "eval": clock.images_per_second("val"),
+        "test": clock.images_per_second("test"),
+        "test_call_seconds": time.perf_counter() - start,
+    }
 
 
-def bare_training(cfg: DictConfig, window: StepWindow | None = None) -> tuple[float, float]:
-    """The same for the bare loop: the same network, optimizer, datamodule and batches, on the same
-    device (batches served from the GPU's memory as for src.train, `data.keep_on_device`), in the same
-    precision, with cuDNN's benchmark mode as the trainer set it. `window` profiles some steps of the
-    warm epoch."""
+def bare_training(cfg: DictConfig, window: StepWindow | None = None) -> dict[str, float]:
+    """The same for the bare loop: the same network, optimizer, schedule, loss, datamodule and batches,
+    on the same device (batches served from the GPU's memory as for src.train, `data.keep_on_device`),
+    in the same precision, with cuDNN's benchmark mode as the trainer set it; then the same validation
+    and test splits evaluated. `window` profiles some steps of the warm epoch."""
     datamodule, module, _ = prepare(cfg)  # its Trainer sets torch.backends.cudnn.benchmark as src.train's
     device, precision = device_of(cfg), cfg.trainer.get("precision", "32-true")
     model = module.model.to(device)  # already in the module's memory format
     datamodule.batch_device = device
     memory_format = torch.channels_last if cfg.module.channels_last else torch.contiguous_format
     optimizer = instantiate(cfg.optimizer)(params=model.parameters())
-    run = (model, datamodule, optimizer, memory_format, device, precision)
-    bare_training_epoch(*run)  # epoch 1: warm-up, as for Lightning
-    speed = bare_training_epoch(*run, window=window)
-    synchronize(device)
-    start = time.perf_counter()
-    _, count = evaluate(model, datamodule, memory_format=memory_format, device=device, precision=precision)
-    return speed, count / (time.perf_counter() - start)
+    scheduler = bare_schedule(cfg, optimizer, 2 * len(datamodule.train_dataloader()))
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.module.get("label_smoothing", 0.0))
+    loop = (model, datamodule, optimizer, memory_format, criterion, scheduler, device, precision)
+    bare_training_epoch(*loop)  # epoch 1: warm-up, as for Lightning
+    result = {"train": bare_training_epoch(*loop, window=window)}
+    for stage, key in (("val", "eval"), ("test", "test")):
+        synchronize(device)
+        start = time.perf_counter()
+        _, count = evaluate(
+            model, datamodule, split=stage, memory_format=memory_format, device=device, precision=precision
+        )
+        result[key] = count / (time.perf_counter() - start)
+    return result
 
 
 def data_pipeline(cfg: DictConfig) -> float:
-    """Images/s of the data pipeline alone: batches out of memory, augmented, fitted, normalised."""
+    """Images/s of the data pipeline alone: batches out of memory, augmented, fitted, normalised (or,
+    from a model-ready split, only gathered), a warm epoch."""
     datamodule, _, _ = prepare(cfg)
+    datamodule.train_dataloader()  # makes the splits model-ready (once per dataset)
     start, count = time.perf_counter(), 0
     for images, labels in datamodule.train_dataloader():
         datamodule.to_model_input(images, train=True)
@@ -375,62 +472,298 @@ def data_pipeline(cfg: DictConfig) -> float:
     return count / (time.perf_counter() - start)
 
 
-def startup_seconds(experiment: str, overrides: list[str]) -> float:
-    """Wall time of a whole `python -m src.train … trainer.fast_dev_run=true` (imports, config, 3 batches)."""
-    start = time.perf_counter()
-    run_dir = f"hydra.run.dir={OUTPUT_DIR / 'startup'}"
-    command = [sys.executable, "-m", "src.train", f"experiment={experiment}", "trainer.fast_dev_run=true",
-               "callbacks.progress_bar=null", run_dir, *overrides]  # fmt: skip
-    subprocess.run(command, cwd=PROJECT_ROOT, check=True, capture_output=True)
-    return time.perf_counter() - start
-
-
-def run_speed(experiment: str, overrides: list[str], repeats: int = 3, extras: bool = True) -> dict[str, Any]:
-    """src.train's path against the bare loop, interleaved `repeats` times; `extras`: also the data
-    pipeline alone and the start-up time."""
-    cfg = bench_config(experiment, overrides, f"speed_{experiment}")
+def speed_row(
+    experiment: str, batch_size: int | None, overrides: list[str], repeats: int, extras: bool = True
+) -> dict[str, Any]:
+    """One recipe at one batch size: `repeats` interleaved pairs (src.train, bare) of a warm epoch each;
+    `extras`: also the data pipeline alone."""
+    batch = [f"data.batch_size={batch_size}"] if batch_size else []
+    name = f"speed_{experiment}" + (f"_{batch_size}" if batch_size else "")
+    cfg = bench_config(experiment, [*batch, *overrides], name)
     lightning_runs, bare_runs = [], []
     for _ in range(repeats):  # interleaved, so a slow moment of the machine hits both
         lightning_runs.append(lightning_training(cfg))
         bare_runs.append(bare_training(cfg))
-    lightning = max(r[0] for r in lightning_runs), max(r[1] for r in lightning_runs)
-    bare = max(r[0] for r in bare_runs), max(r[1] for r in bare_runs)
+    sides = (("lightning", lightning_runs), ("bare", bare_runs))
+    best = {
+        kind: {side: max(r[kind] for r in runs) for side, runs in sides} for kind in ("train", "eval", "test")
+    }
     # The best of each is the headline; each pair's own ratio shows how much the machine's noise moves it.
-    pair_ratios = [light[0] / plain[0] for light, plain in zip(lightning_runs, bare_runs, strict=True)]
+    pair_ratios = [
+        light["train"] / plain["train"] for light, plain in zip(lightning_runs, bare_runs, strict=True)
+    ]
     return {
         "experiment": experiment,
-        "overrides": overrides,
-        "batch_size": cfg.data.batch_size,
-        "train_images_per_second": {"lightning": round(lightning[0]), "bare": round(bare[0])},
-        "train_ratio": round(lightning[0] / bare[0], 3),
+        "batch_size": int(cfg.data.batch_size),
+        "overrides": [*batch, *overrides],
+        "train_images_per_second": {side: round(v) for side, v in best["train"].items()},
+        "train_ratio": round(best["train"]["lightning"] / best["train"]["bare"], 3),
         "train_ratio_per_pair": [round(r, 3) for r in pair_ratios],
-        "eval_images_per_second": {"lightning": round(lightning[1]), "bare": round(bare[1])},
-        "eval_ratio": round(lightning[1] / bare[1], 3),
-        **(
-            {
-                "data_pipeline_images_per_second": round(data_pipeline(cfg)),
-                "startup_seconds": round(startup_seconds(experiment, overrides), 2),
-            }
-            if extras
-            else {}
-        ),
+        "eval_images_per_second": {side: round(v) for side, v in best["eval"].items()},
+        "eval_ratio": round(best["eval"]["lightning"] / best["eval"]["bare"], 3),
+        "test_images_per_second": {side: round(v) for side, v in best["test"].items()},
+        "test_ratio": round(best["test"]["lightning"] / best["test"]["bare"], 3),
+        "test_call_seconds": round(min(r["test_call_seconds"] for r in lightning_runs), 3),
+        **({"data_pipeline_images_per_second": round(data_pipeline(cfg))} if extras else {}),
         "all_runs": {"lightning": lightning_runs, "bare": bare_runs},
     }
 
 
-def speed_markdown(r: dict[str, Any]) -> list[str]:
-    t, e, pairs = r["train_images_per_second"], r["eval_images_per_second"], r["train_ratio_per_pair"]
-    return [
-        f"`{r['experiment']}`, batch {r['batch_size']}:",
+def run_speed(
+    rows: Sequence[tuple[str, int | None]], overrides: list[str], repeats: int = 3
+) -> dict[str, Any]:
+    return {"rows": [speed_row(e, b, overrides, repeats) for e, b in rows], "repeats": repeats}
+
+
+def speed_markdown(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "Training, a warm epoch (images/s):",
         "",
-        "| measure | src.train (Lightning + Hydra) | bare PyTorch loop | ratio |",
-        "|---|---|---|---|",
-        f"| training images/s (warm epoch) | {t['lightning']:,} | {t['bare']:,} | {r['train_ratio']:.3f} |",
-        f"| training ratio of each interleaved pair | | | {', '.join(f'{x:.3f}' for x in pairs)} |",
-        f"| evaluation images/s (test set) | {e['lightning']:,} | {e['bare']:,} | {r['eval_ratio']:.3f} |",
-        f"| data pipeline alone, images/s | {r['data_pipeline_images_per_second']:,} | | |",
-        f"| start-up: `python -m src.train … fast_dev_run=true` | {r['startup_seconds']:.1f} s | | |",
+        "| recipe | batch | src.train | bare loop | ratio (best of each) | ratio of each interleaved pair |",
+        "|---|---|---|---|---|---|",
     ]
+    for r in result["rows"]:
+        t, pairs = r["train_images_per_second"], ", ".join(f"{x:.3f}" for x in r["train_ratio_per_pair"])
+        lines.append(
+            f"| `{r['experiment']}` | {r['batch_size']} | {t['lightning']:,} | {t['bare']:,} | "
+            f"{r['train_ratio']:.3f} | {pairs} |"
+        )
+    lines += [
+        "",
+        "Evaluation (images/s over the batches; validation: the warm epoch's, with its per-batch confusion "
+        "counts; test: with the per-layer statistics of metrics.json):",
+        "",
+        "| recipe | batch | validation: src.train | bare loop | ratio | test: src.train | bare loop | ratio "
+        "| whole `trainer.test` call |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        e, t = r["eval_images_per_second"], r["test_images_per_second"]
+        lines.append(
+            f"| `{r['experiment']}` | {r['batch_size']} | {e['lightning']:,} | {e['bare']:,} | "
+            f"{r['eval_ratio']:.3f} | {t['lightning']:,} | {t['bare']:,} | {r['test_ratio']:.3f} | "
+            f"{r['test_call_seconds']:.2f} s |"
+        )
+    pipeline = ", ".join(f"{r['data_pipeline_images_per_second']:,}" for r in result["rows"])
+    return [*lines, "", f"Data pipeline alone (a warm epoch of batches), images/s, row by row: {pipeline}."]
+
+
+# -------------------------------------------------------------------------------------- startup
+# What `python -m src.bench startup` times, each the best of `repeats` runs of a fresh interpreter:
+# the mistakes the config check answers (exit status 2), the answer to a missing dataset, src.summary,
+# and src.train debug=fast (end to end, and up to its first training batch).
+MISTAKES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("unknown group choice", ("pooling=median",)),
+    ("unknown key", ("trainer.max_epoch=3",)),
+    ("wrong type", ("data.batch_size=abc",)),
+    ("out of range", ("optimizer.lr=-1",)),
+    ("input too small", ("model.input_size=8",)),
+    ("missing resume directory", ("resume=outputs/train/runs/no-such-run",)),
+    ("misspelled optimized_metric", ("optimized_metric=val/accuracy",)),
+)
+IMPORTS = (("import torch", "import torch"), ("import src, lightning", "import src, lightning"))
+# Put on the PYTHONPATH of the timed run: a callback that notes when the first training batch starts
+# (CLOCK_MONOTONIC is one clock for all processes). Outside the project, so that it times any checkout.
+FIRST_BATCH_CLOCK = """
+import time
+
+from lightning.pytorch.callbacks import Callback
+
+
+class FirstBatchClock(Callback):
+    def __init__(self, path):
+        self.path = path
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == 0 and trainer.current_epoch == 0:
+            with open(self.path, "a") as handle:
+                handle.write(f"{time.monotonic()}\\n")
+"""
+
+
+def timed(command: list[str], root: Path, env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """Wall seconds of a fresh process (from before it starts to its exit), its exit status and the
+    last line of its stderr."""
+    start = time.monotonic()
+    done = subprocess.run(
+        command, cwd=root, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+    seconds = time.monotonic() - start
+    last = (done.stderr.strip().splitlines() or [""])[-1]
+    return seconds, done.returncode, last
+
+
+def best_of(
+    repeats: int, command: list[str], root: Path, expect: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The best of `repeats` runs; a run that does not end with `expect` is an error (one line)."""
+    runs = [timed(command, root, env) for _ in range(repeats)]
+    for _, code, last in runs:
+        if code != expect:
+            raise UserError(f"`{' '.join(command[1:])}` in {root} ended with {code}, not {expect}: {last}")
+    return {
+        "seconds": round(min(r[0] for r in runs), 3),
+        "all": [round(r[0], 3) for r in runs],
+        "answer": runs[0][2],
+    }
+
+
+def importtime_top(
+    command: list[str], root: Path, env: dict[str, str] | None = None, top: int = 8
+) -> list[dict[str, Any]]:
+    """`python -X importtime <command>`: the top-level imports with the largest cumulative times."""
+    done = subprocess.run(
+        [command[0], "-X", "importtime", *command[1:]],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    entries = []
+    for line in done.stderr.splitlines():
+        match = re.match(r"^import time:\s+(\d+) \|\s+(\d+) \| (\S+)$", line)  # one space: top level
+        if match:
+            entries.append({"module": match[3], "seconds": round(int(match[2]) / 1e6, 3)})
+    return sorted(entries, key=lambda e: -e["seconds"])[:top]
+
+
+def run_startup(
+    root: Path, repeats: int = 3, overrides: Sequence[str] = (), data_dir: str | None = None
+) -> dict[str, Any]:
+    """Seconds to the answer, each the best of `repeats` fresh interpreters, of the checkout `root` (this
+    project by default; another checkout, e.g. an older commit's, is timed with this interpreter).
+    `overrides` go to the runs that read data (debug=fast, the missing dataset)."""
+    python = sys.executable
+    data_dir = data_dir or os.environ.get("DATA_DIR") or str(PROJECT_ROOT / "data")
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as scratch:
+        scratch_dir = Path(scratch)
+        (scratch_dir / "empty").mkdir()
+        (scratch_dir / "_first_batch_clock.py").write_text(FIRST_BATCH_CLOCK)
+        quiet = [f"hydra.run.dir={scratch_dir / 'run'}", f"paths.log_dir={scratch_dir / 'outputs'}"]
+        with_data = [*quiet, *overrides]
+        errors = {
+            name: best_of(repeats, [python, "-m", "src.train", *args, *quiet], root, expect=2)
+            for name, args in MISTAKES
+        }
+        missing = best_of(
+            repeats, [python, "-m", "src.train", "data.download=false", *with_data,
+                      f"paths.cache_dir={scratch_dir / 'empty'}"], root, expect=2,
+            env={"DATA_DIR": str(scratch_dir / "empty")},
+        )  # fmt: skip
+        imports = {name: best_of(repeats, [python, "-c", code], root, expect=0) for name, code in IMPORTS}
+        summary_command = [python, "-m", "src.summary", "model=lenet5"]
+        summary = best_of(repeats, summary_command, root, expect=0)
+        clock_file = scratch_dir / "first_batch.txt"
+        train_command = [
+            python, "-m", "src.train", "debug=fast", *with_data,
+            "+callbacks.first_batch_clock._target_=_first_batch_clock.FirstBatchClock",
+            f"+callbacks.first_batch_clock.path={clock_file}",
+        ]  # fmt: skip
+        env = {
+            "DATA_DIR": data_dir,
+            "PYTHONPATH": os.pathsep.join(filter(None, [scratch, os.environ.get("PYTHONPATH")])),
+        }
+        first_batch, whole = [], []
+        for _ in range(repeats):
+            clock_file.unlink(missing_ok=True)
+            start = time.monotonic()
+            seconds, code, last = timed(train_command, root, env)
+            if code != 0:
+                raise UserError(f"`src.train debug=fast` in {root} ended with {code}: {last}")
+            first_batch.append(float(clock_file.read_text().split()[0]) - start)
+            whole.append(seconds)
+        return {
+            "root": str(root),
+            "commit": git_commit(root),
+            "errors": errors,
+            "error_seconds_worst": max(e["seconds"] for e in errors.values()),
+            "missing_data": missing,
+            "imports": imports,
+            "summary": summary,
+            "train_fast_dev_run": {
+                "first_batch_seconds": round(min(first_batch), 3),
+                "seconds": round(min(whole), 3),
+                "all": {
+                    "first_batch": [round(x, 3) for x in first_batch],
+                    "whole": [round(x, 3) for x in whole],
+                },
+            },
+            "importtime_train": importtime_top(
+                [python, "-m", "src.train", "debug=fast", *with_data], root, env
+            ),
+            "importtime_summary": importtime_top(summary_command, root),
+            "repeats": repeats,
+            "overrides": list(overrides),
+        }
+
+
+STARTUP_LABELS = ("before", "after")  # the README's columns, in this order; other labels follow
+
+
+def startup_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One column per label (e.g. before / after): seconds to the answer, then -X importtime's top."""
+    labels = sorted(results, key=lambda k: (STARTUP_LABELS.index(k) if k in STARTUP_LABELS else 99, k))
+    header = (
+        "| what the user runs | "
+        + " | ".join(f"{label} (`{results[label].get('commit') or '?'}`)" for label in labels)
+        + " |"
+    )
+    lines = [header, "|---|" + "---|" * len(labels)]
+
+    def row(title: str, pick: Callable[[dict[str, Any]], Any]) -> None:
+        cells = []
+        for label in labels:
+            try:
+                cells.append(f"{pick(results[label]):.2f} s")
+            except (KeyError, TypeError):
+                cells.append("–")
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+
+    for name, args in MISTAKES:
+        row(f"`python -m src.train {' '.join(args)}` ({name})", lambda r, n=name: r["errors"][n]["seconds"])
+    row(
+        "`DATA_DIR=<empty> python -m src.train data.download=false` (no MNIST, empty cache)",
+        lambda r: r["missing_data"]["seconds"],
+    )
+    row("`python -m src.summary model=lenet5`", lambda r: r["summary"]["seconds"])
+    row(
+        "`python -m src.train debug=fast`: to its first training batch",
+        lambda r: r["train_fast_dev_run"]["first_batch_seconds"],
+    )
+    row("`python -m src.train debug=fast`: end to end", lambda r: r["train_fast_dev_run"]["seconds"])
+    for name, _ in IMPORTS:
+        row(f'`python -c "{name}"`', lambda r, n=name: r["imports"][n]["seconds"])
+    lines += ["", "`python -X importtime`, the top-level imports with the largest cumulative times (s):", ""]
+    for key, title in (("importtime_train", "src.train debug=fast"), ("importtime_summary", "src.summary")):
+        for label in labels:
+            entries = results[label].get(key) or []
+            listed = ", ".join(f"`{e['module']}` {e['seconds']:.2f}" for e in entries)
+            lines.append(f"- {title}, {label}: {listed}")
+    return lines
+
+
+def save_startup(label: str, result: dict[str, Any]) -> None:
+    """bench/results/startup_<label>.json, and startup.md from every startup_*.json there."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    command = "python -m src.bench " + " ".join(sys.argv[1:])
+    write_json_atomically(
+        {**result, "machine": machine(), "command": command}, RESULTS_DIR / f"startup_{label}.json"
+    )
+    results = {
+        path.stem.removeprefix("startup_"): json.loads(path.read_text())
+        for path in sorted(RESULTS_DIR.glob("startup_*.json"))
+    }
+    machines = [f"{name}: {machine_line(r['machine'], r['command'])}" for name, r in sorted(results.items())]
+    text = "\n".join([*startup_markdown(results), "", *machines])
+    (RESULTS_DIR / "startup.md").write_text(text + "\n")
+    print(text, flush=True)
+
+
+def git_commit(root: Path) -> str | None:
+    done = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip() or None
 
 
 # ---------------------------------------------------------------------------------------- keras
@@ -460,9 +793,9 @@ def run_keras(overrides: list[str], keras_extra: list[str] | None = None, repeat
     keras = keras_speed(str(seed.data.data_dir), OUTPUT_DIR / "keras_raw.json", keras_extra)
     runs = {"bare": [], "seed": [], "ours": []}
     for _ in range(repeats):  # Keras: its best of 3 warm epochs; here: the best of `repeats`, interleaved
-        runs["bare"].append(bare_training(seed)[0])
-        runs["seed"].append(lightning_training(seed)[0])
-        runs["ours"].append(lightning_training(ours)[0])
+        runs["bare"].append(bare_training(seed)["train"])
+        runs["seed"].append(lightning_training(seed)["train"])
+        runs["ours"].append(lightning_training(ours)["train"])
     rows = [
         ("seed LeNet-5 (tanh, average pooling, Adam)", f"Keras {keras['keras']} / TensorFlow "
          f"{keras['tensorflow']} CPU, `model.fit`", 128, keras["images_per_second"]),
@@ -803,8 +1136,8 @@ def alexnet_overrides(mode: str, batch: int, on_device: bool = True) -> list[str
 
 def alexnet_speed(mode: str, batch: int, on_device: bool = True) -> dict[str, Any]:
     """src.train against the bare loop for AlexNet on 227x227 (bf16, NHWC on a GPU), one batch size."""
-    result = run_speed(
-        ALEXNET, alexnet_overrides(mode, batch, on_device), GPU_CHECK[mode]["repeats"], extras=False
+    result = speed_row(
+        ALEXNET, None, alexnet_overrides(mode, batch, on_device), GPU_CHECK[mode]["repeats"], extras=False
     )
     gpu = GPU_CHECK[mode]["trainer"] == ["trainer=gpu"]
     return {**result, "batches_from": "GPU memory" if on_device and gpu else "host memory"}
@@ -818,7 +1151,7 @@ def alexnet_profile(mode: str, batch: int) -> dict[str, Any]:
     lightning_window, bare_window = StepWindow(skip, steps), StepWindow(skip, steps)
     _, _, trainer, clock = two_epoch_fit(cfg, lightning_window)
     per_step = trainer.num_training_batches
-    bare_speed, _ = bare_training(cfg, bare_window)
+    bare_speed = bare_training(cfg, bare_window)["train"]
     return {
         "batch_size": batch,
         "lightning_images_per_second": clock.rows[-1]["images_per_second"],
@@ -1031,13 +1364,21 @@ def save(suite: str, result: dict[str, Any], lines: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", choices=("accuracy", "speed", "keras", "scaling", "all", "gpu"))
+    parser.add_argument("suite", choices=("accuracy", "speed", "startup", "keras", "scaling", "all", "gpu"))
     parser.add_argument(
         "--experiment",
         action="append",
-        help="accuracy/speed: experiment(s) to run "
-        "(default: lenet5_mnist and seed_lenet5_mnist for accuracy, lenet5_mnist for speed)",
+        help="accuracy/speed: experiment(s) to run (default: lenet5_mnist and seed_lenet5_mnist for "
+        "accuracy; for speed, lenet5_mnist at batch 64, 128, 256 and seed_lenet5_mnist)",
     )
+    parser.add_argument("--repeats", type=int, default=3, help="speed, startup: interleaved pairs / best of")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=PROJECT_ROOT,
+        help="startup: the checkout to time (e.g. an older commit's)",
+    )
+    parser.add_argument("--label", default="after", help="startup: its column, e.g. before or after")
     parser.add_argument("--results-dir", type=Path, help="gpu: where its files go (scripts/gpu_check.sh)")
     parser.add_argument(
         "--tiny", action="store_true", help="gpu: the same steps on the CPU, tiny stand-in data"
@@ -1058,15 +1399,20 @@ def main(argv: list[str] | None = None) -> None:
         if failed:
             raise SystemExit(f"error: the GPU check failed in: {', '.join(failed)}")
         return
-    suites = ("accuracy", "speed", "keras", "scaling") if args.suite == "all" else (args.suite,)
+    suites = ("accuracy", "speed", "startup", "keras", "scaling") if args.suite == "all" else (args.suite,)
     with user_errors():
         if "accuracy" in suites:
             experiments = args.experiment or ["lenet5_mnist", "seed_lenet5_mnist"]
             results = [run_accuracy(e, args.overrides) for e in experiments]
             save("accuracy", {"runs": results}, accuracy_markdown(results))
         if "speed" in suites:
-            result = run_speed((args.experiment or ["lenet5_mnist"])[0], args.overrides)
+            rows = [(e, None) for e in args.experiment] if args.experiment else SPEED_ROWS
+            result = run_speed(rows, args.overrides, args.repeats)
             save("speed", result, speed_markdown(result))
+        if "startup" in suites:
+            if not re.fullmatch(r"[\w-]+", args.label):
+                raise UserError(f"--label={args.label} must be letters, digits, _ or -")
+            save_startup(args.label, run_startup(args.root.resolve(), args.repeats, args.overrides))
         if "keras" in suites:
             result = run_keras(args.overrides)
             save("keras", result, keras_markdown(result))

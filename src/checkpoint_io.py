@@ -44,6 +44,16 @@ class ModelCheckpoint(LightningModelCheckpoint):
     `resume=<run dir>` would silently go back to the best epoch and train those epochs again.
     """
 
+    @property
+    @override
+    def state_key(self) -> str:
+        # Lightning builds this key (the repr of five settings) for every hook it calls on the callback,
+        # six times a training step; the settings do not change after __init__, so it is built once.
+        key = self.__dict__.get("_state_key")
+        if key is None:
+            key = self.__dict__["_state_key"] = super().state_key
+        return key
+
     @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)

@@ -2,11 +2,18 @@
 
 Hydra's own message for a bad group choice is several lines plus a hint about HYDRA_FULL_ERROR;
 `check_choices` looks at the command line first and answers in one line instead.
+
+Nothing here imports torch or Lightning (tests/test_startup.py checks it): `validate_command_line`
+answers a mistake before the 10-20 s those imports take on a small machine. The network is checked
+through its torch-free plan (src/models/geometry.py); only a config that names a network outside
+src/models, asks for a GPU, or gives an optimizer/scheduler a key conf/ never sets imports torch to
+be checked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sys
 import warnings
@@ -14,17 +21,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType
 from hydra.errors import HydraException, InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.errors import ConfigError, UserError
-from src.schema import check_cache_dir, check_writable, output_directory, validate_config
+from src.metric_names import LOGGED_METRICS
+from src.models.geometry import check_network
+from src.schema import SUPPLIED_ARGUMENTS, check_cache_dir, check_writable, output_directory, validate_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
@@ -46,6 +53,8 @@ def devices_per_node(devices: Any, local: bool = False) -> int:
     if text.isdigit() and int(text) >= 1:
         return int(text)
     if local:
+        import torch  # only submitit_local with devices=-1/auto counts this machine's GPUs
+
         return max(torch.cuda.device_count(), 1)
     raise ConfigError(
         f"trainer.devices={text} gives no number of devices per node, which hydra/launcher=submitit_slurm "
@@ -128,16 +137,44 @@ def cluster_launcher(argv: Sequence[str]) -> str | None:
 
 def check_optimized_metric(name: str | None) -> None:
     """A sweeper's objective must be a metric the module logs; checked before the first trial."""
-    from src.module import LOGGED_METRICS  # lazy: src.module imports Lightning
-
     if name and name not in LOGGED_METRICS:
         raise ConfigError(f"optimized_metric={name} is never logged; logged: {', '.join(LOGGED_METRICS)}")
 
 
+@functools.cache
+def group_file_arguments() -> dict[str, frozenset[str]]:
+    """`_target_` -> the keys conf/optimizer/*.yaml and conf/scheduler/*.yaml set for it: known to be
+    arguments of that class (tests/test_config.py checks every file against its class), so the config
+    check need not import the class (and torch) to check them again."""
+    known: dict[str, set[str]] = {}
+    for group in SUPPLIED_ARGUMENTS:
+        for path in sorted((CONFIG_DIR / group).glob("*.yaml")):
+            node = OmegaConf.load(path)
+            node = node.get(group, node) if "_target_" not in node else node  # `# @package _global_` files
+            if isinstance(node, DictConfig) and "_target_" in node:
+                keys = known.setdefault(str(node._target_), set())
+                keys.update(str(key) for key in node if not str(key).startswith("_"))
+    return {target: frozenset(keys) for target, keys in known.items()}
+
+
+def check_model(model: DictConfig) -> None:
+    """The network's arguments, choices and input size, with the messages its constructor gives:
+    through its torch-free plan for src/models' networks, else by building it on torch's meta device
+    (no memory, no weights)."""
+    arguments = OmegaConf.to_container(model, resolve=True)
+    target = str(arguments.pop("_target_", ""))
+    if any(str(key).startswith("_") for key in arguments) or not check_network(target, arguments):
+        import torch
+        from hydra.utils import instantiate
+
+        with torch.device("meta"):
+            instantiate(model)
+
+
 def validate_command_line(argv: Sequence[str]) -> None:
-    """Everything that can be checked before a run starts, so bad input fails in one line, at once:
-    group choices, unknown keys, interpolations, and the network itself (built on the meta device:
-    no memory, no weights), which checks pooling, padding, activation and the input size."""
+    """Everything that can be checked before a run starts, so bad input fails in one line, at once, and
+    before torch and Lightning are imported: group choices, unknown keys, interpolations, value rules
+    (src/schema.py), and the network itself (its plan: pooling, padding, activation, input size)."""
     if any(
         arg.startswith(("--help", "-h", "--hydra-help", "--info", "--cfg", "-c", "--shell")) for arg in argv
     ):
@@ -150,9 +187,8 @@ def validate_command_line(argv: Sequence[str]) -> None:
     if cluster:  # the jobs run on the cluster's nodes: their GPUs are not here, but must be counted
         devices_per_node(cfg.trainer.get("devices", 1))
     # src/schema.py: types, ranges, devices, combinations (before the model sees them)
-    validate_config(cfg, on_this_machine=not cluster)
-    with torch.device("meta"):
-        instantiate(cfg.model)
+    validate_config(cfg, known_arguments=group_file_arguments(), on_this_machine=not cluster)
+    check_model(cfg.model)
     check_writable(output_directory(cfg, argv))  # last: it creates the log directory
     check_cache_dir(Path(str(cfg.paths.cache_dir)).expanduser())
 

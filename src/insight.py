@@ -38,10 +38,17 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
-from torchvision.utils import make_grid
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def make_grid(tensor: Tensor, **kwargs: Any) -> Tensor:
+    """torchvision's make_grid, imported when the first image is drawn (a run without a TensorBoard
+    logger, or with fast_dev_run, draws none and does not import torchvision for it)."""
+    from torchvision.utils import make_grid as torchvision_make_grid
+
+    return torchvision_make_grid(tensor, **kwargs)
+
+
 def tensorboard(trainer: L.Trainer):
     """The run's SummaryWriter (torch.utils.tensorboard), or None when there is no TensorBoard logger."""
     for logger in trainer.loggers:
@@ -107,6 +114,66 @@ class EveryNEpochs(Callback):
             return False
         epoch = trainer.current_epoch + 1
         return epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
+
+
+# ------------------------------------------------------------------------------------------- group
+# Every hook of lightning's Callback except the state ones (the callbacks here keep no state).
+HOOKS = tuple(
+    name
+    for name in dir(Callback)
+    if (name.startswith("on_") or name in ("setup", "teardown")) and callable(getattr(Callback, name))
+)
+
+
+class Insight(Callback):
+    """The callbacks of this module as one Lightning callback.
+
+    Lightning calls every hook of every callback on every training step (six per step, each inside a
+    profiler context), whether the callback implements it or not; six insight callbacks that mostly
+    act once an epoch cost as many calls a step. This one is called once per hook and passes it on only
+    to the callbacks that implement it, in their order. `src.train` groups them (`group_insight`); each
+    stays its own entry of conf/callbacks/insight.yaml.
+    """
+
+    def __init__(self, parts: Sequence[Callback]) -> None:
+        self.parts = list(parts)
+        self._hooks = {
+            name: [getattr(part, name) for part in self.parts if _implements(part, name)] for name in HOOKS
+        }
+
+
+def _implements(callback: Callback, name: str) -> bool:
+    return getattr(type(callback), name) is not getattr(Callback, name)
+
+
+def _passing_on(name: str):
+    def hook(self: Insight, *args: Any, **kwargs: Any) -> None:
+        for method in self._hooks[name]:
+            method(*args, **kwargs)
+
+    hook.__name__ = hook.__qualname__ = name
+    return hook
+
+
+for _name in HOOKS:
+    setattr(Insight, _name, _passing_on(_name))
+
+
+def group_insight(callbacks: Sequence[Callback]) -> list[Callback]:
+    """`callbacks` with this module's callbacks replaced by one `Insight` where the first of them was
+    (they are contiguous in the default config, so the order of all hooks is unchanged)."""
+    ours = [c for c in callbacks if type(c).__module__ == __name__ and not isinstance(c, Insight)]
+    if len(ours) < 2:
+        return list(callbacks)
+    grouped, placed = [], False
+    for callback in callbacks:
+        if callback in ours:
+            if not placed:
+                grouped.append(Insight(ours))
+                placed = True
+        else:
+            grouped.append(callback)
+    return grouped
 
 
 # ------------------------------------------------------------------------------------------ scalars
@@ -272,8 +339,10 @@ class FeatureMapStatistics(Callback):
         def count(module: nn.Module, inputs: Any, output: Tensor) -> None:
             values = output.detach()
             totals = self.sums.setdefault(name, [0, 0, 0])  # zeros, sum (tensors on the device), count
-            totals[0] = totals[0] + (values == 0).sum()
-            totals[1] = totals[1] + values.sum(dtype=torch.float64)
+            # two passes over the map, no mask, no float64 copy (a batch's float32 sum is exact enough
+            # for a mean; the batches add up in float64)
+            totals[0] = totals[0] + (values.numel() - torch.count_nonzero(values))
+            totals[1] = totals[1] + values.sum(dtype=torch.float32).double()
             totals[2] += values.numel()
 
         return count
@@ -322,15 +391,17 @@ class ConfusionAndMistakes(EveryNEpochs):
         counts = torch.bincount(labels * classes + predicted, minlength=classes * classes)
         state = self.state
         state["counts"] = state["counts"] + counts if "counts" in state else counts
-        # candidates: this batch's errors (confidence -1 for the correct ones) and the best so far
+        # candidates: this batch's most confident errors (confidence -1 for the correct ones), selected
+        # before anything is copied, and the best so far
         wrong = torch.where(predicted != labels, confidence, torch.full_like(confidence, -1.0))
+        best = wrong.topk(min(self.num_mistakes, len(wrong))).indices
         if images.ndim == 5:
             images = images[:, 0]
         candidates = {
-            "score": wrong,
-            "images": images.detach(),
-            "labels": labels,
-            "predicted": predicted,
+            "score": wrong[best],
+            "images": images.detach()[best],
+            "labels": labels[best],
+            "predicted": predicted[best],
         }
         if "score" in state:
             candidates = {k: torch.cat([state[k], v]) for k, v in candidates.items()}
@@ -494,12 +565,12 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: Mapping[str, float
     no stray point). No run writes an experiment summary: TensorBoard then builds one from all the runs
     it sees and puts the hparams whose values differ (e.g. pooling and padding in a sweep) first.
     """
-    from hydra.core.hydra_config import HydraConfig
-    from torch.utils.tensorboard.summary import hparams
-
     writer = tensorboard(trainer)
     if writer is None or not trainer.is_global_zero:
         return
+    from hydra.core.hydra_config import HydraConfig
+    from torch.utils.tensorboard.summary import hparams  # imports TensorBoard: only with its logger
+
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     params = flat_hparams(cfg, choices)
     wanted = ("val/acc", "val/acc_best", "val/loss", "test/acc", "test/loss", "train/images_per_second")

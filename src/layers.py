@@ -17,46 +17,22 @@ Padding (`valid | same`) follows TensorFlow/Keras:
 
 from __future__ import annotations
 
-import copy
-import math
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.errors import ConfigError
-
-POOLING_MODES = ("max", "avg", "min")
-PADDING_MODES = ("valid", "same", "paper")
-ACTIVATIONS = ("tanh", "scaled_tanh", "relu", "sigmoid")
-
-
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
-def check_choice(kind: str, value: str, allowed: Sequence[str]) -> str:
-    """Return `value` if allowed, else raise a one-line ConfigError naming it and the choices."""
-    if value not in allowed:
-        raise ConfigError(f"{kind}={value!r} is not supported; choose one of: {', '.join(map(str, allowed))}")
-    return value
-
-
-# ---------------------------------------------------------------------------------------- padding
-def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
-    """TensorFlow's "same" padding along one dimension: (before, after)."""
-    effective_kernel = (kernel - 1) * dilation + 1
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + effective_kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def conv_output_size(size: int, kernel: int, stride: int, padding: str) -> int:
-    """Output size of a convolution (or pooling) along one dimension for `valid` or `same`."""
-    if padding == "same":
-        return math.ceil(size / stride)
-    return (size - kernel) // stride + 1
+from src.models.geometry import (  # noqa: F401  (torch-free; re-exported for the networks and tests)
+    ACTIVATIONS,
+    PADDING_MODES,
+    POOLING_MODES,
+    InputTooSmallError,
+    Layer,
+    check_choice,
+    conv_output_size,
+    resolve_padding,
+    same_padding,
+    uses_symmetric_padding,
+)
 
 
 class SameConv2d(nn.Conv2d):
@@ -87,15 +63,9 @@ def conv2d(
     check_choice("padding", padding, ("valid", "same"))
     if padding == "valid":
         return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=0, groups=groups)
-    if stride == 1 and kernel_size % 2 == 1:  # symmetric and size-independent: the fast path
+    if uses_symmetric_padding(kernel_size, stride):  # symmetric and size-independent: the fast path
         return nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding=kernel_size // 2, groups=groups)
     return SameConv2d(in_channels, out_channels, kernel_size, stride, padding=0, groups=groups)
-
-
-def resolve_padding(padding: str, paper_choice: str) -> str:
-    """`paper` means: pad this layer as the original paper did (`paper_choice`)."""
-    check_choice("padding", padding, PADDING_MODES)
-    return paper_choice if padding == "paper" else padding
 
 
 # ---------------------------------------------------------------------------------------- pooling
@@ -128,40 +98,30 @@ def activation(name: str) -> nn.Module:
     return {"tanh": nn.Tanh, "scaled_tanh": ScaledTanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}[name]()
 
 
-# ------------------------------------------------------------------------------- input-size checks
-class InputTooSmallError(ConfigError):
-    """The input image is too small for the network: some feature map shrinks to nothing."""
+# ------------------------------------------------------------------------------- from a plan
+def build_layer(layer: Layer, in_channels: int) -> nn.Module:
+    """The nn.Module for one layer of a network's plan (src/models/geometry.py), reading `in_channels`."""
+    if layer.kind == "conv":
+        return conv2d(in_channels, layer.channels, layer.kernel, layer.stride, layer.padding, layer.groups)
+    if layer.kind == "pool":
+        return pool2d(layer.mode, layer.kernel, layer.stride)
+    if layer.kind == "act":
+        return nn.ReLU(inplace=True) if layer.mode == "relu" and layer.inplace else activation(layer.mode)
+    if layer.kind == "lrn":
+        return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+    if layer.kind == "batchnorm":
+        return nn.BatchNorm2d(layer.channels)
+    if layer.kind == "adaptive_avgpool":
+        return nn.AdaptiveAvgPool2d(layer.output)
+    if layer.kind == "identity":
+        return nn.Identity()
+    raise ValueError(f"unknown layer kind {layer.kind!r}")
 
 
-def _first_failing_layer(meta_features: nn.Sequential, shape: tuple[int, ...]) -> str | None:
-    """Run a meta tensor (shapes only, no compute) through `features`; name the layer that fails."""
-    x = torch.empty(shape, device="meta")
-    for name, layer in meta_features.named_children():
-        try:
-            x = layer(x)
-        except RuntimeError:
-            return f"{name} ({type(layer).__name__})"
-        if min(x.shape[-2:]) < 1:
-            return f"{name} ({type(layer).__name__})"
-    return None
-
-
-def feature_shape(features: nn.Sequential, in_channels: int, input_size: int | Sequence[int]) -> torch.Size:
-    """Output shape (C, H, W) of `features` for one input image, or InputTooSmallError.
-
-    The shapes are computed on PyTorch's "meta" device (no memory, no arithmetic). The error names
-    the layer where the feature map vanishes and the smallest square input that works.
-    """
-    meta_features = copy.deepcopy(features).to("meta")
-    h, w = _pair(input_size)
-    failing = _first_failing_layer(meta_features, (1, in_channels, h, w))
-    if failing is not None:
-        fits = (
-            n for n in range(1, 1025) if _first_failing_layer(meta_features, (1, in_channels, n, n)) is None
-        )
-        smallest = next(fits, None)
-        raise InputTooSmallError(
-            f"input {h}x{w} is too small: the feature map vanishes at layer {failing}; "
-            f"the smallest input that works is {smallest}x{smallest}"
-        )
-    return meta_features(torch.empty((1, in_channels, h, w), device="meta")).shape[1:]
+def build_layers(layers: tuple[Layer, ...], in_channels: int) -> list[tuple[str, nn.Module]]:
+    """(name, module) pairs for a run of layers, each reading the previous one's channels."""
+    built = []
+    for layer in layers:
+        built.append((layer.name, build_layer(layer, in_channels)))
+        in_channels = layer.output_channels(in_channels)
+    return built

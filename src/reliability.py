@@ -1,9 +1,8 @@
 """Exact resume and clean failure: the pieces src.train and the LightningModule share.
 
-- `expand_resume`: `python -m src.train resume=<run dir> [more overrides]` becomes the run's own saved
-  overrides (`<run dir>/.hydra/overrides.yaml`) + `hydra.run.dir=<run dir>` +
-  `ckpt_path=<run dir>/checkpoints/last.ckpt` + the new overrides (which win), so the resumed run
-  writes into the same directory with the same config.
+- `expand_resume` (src/resume.py, torch-free): `python -m src.train resume=<run dir> [more overrides]`
+  becomes the run's own saved overrides + `hydra.run.dir=<run dir>` + `ckpt_path=<run dir>/checkpoints/
+  last.ckpt` + the new overrides (which win), so the resumed run writes into the same directory.
 - `rng_state` / `set_rng_state`: the global random generators (torch, CUDA, numpy, Python) as plain
   tensors and lists, so checkpoints stay loadable with `torch.load(..., weights_only=True)`.
   Lightning restores weights, optimizer, scheduler, epoch and step; data order is a pure function of
@@ -15,61 +14,19 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from lightning.pytorch.callbacks import Callback
 
-from src.errors import ConfigError, UserError
-
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+from src.errors import UserError
+from src.resume import LAST_CHECKPOINT, expand_resume  # noqa: F401  (torch-free: src.train uses it first)
 
 
 class TrainingDiverged(UserError):
     """The training loss became NaN or infinite."""
-
-
-# ----------------------------------------------------------------------------------- resume
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def expand_resume(argv: Sequence[str]) -> list[str]:
-    """The command line with `resume=<run dir>` replaced by what continuing that run takes."""
-    resumes = [arg for arg in argv if arg.startswith("resume=")]
-    if not resumes:
-        return list(argv)
-    if len(resumes) > 1:
-        raise ConfigError("resume= is given more than once; name one run directory")
-    run_dir = Path(resumes[0].split("=", 1)[1]).expanduser().resolve()
-    rest = [arg for arg in argv if not arg.startswith("resume=")]
-    if any(arg in ("-m", "--multirun") for arg in rest):
-        raise ConfigError("resume= continues one run; it cannot be combined with -m/--multirun")
-    saved_file, checkpoint = run_dir / ".hydra" / "overrides.yaml", run_dir / LAST_CHECKPOINT
-    if not saved_file.is_file():
-        raise ConfigError(
-            f"resume={run_dir} is not a run directory: {saved_file} is missing; "
-            "pass the directory a run printed (outputs/train/runs/<time>)"
-        )
-    if not checkpoint.is_file():
-        raise ConfigError(
-            f"resume={run_dir} has no checkpoint to continue from: {checkpoint} is missing "
-            "(the run stopped before its first epoch ended, or ran with callbacks=none); start it again"
-        )
-    try:
-        saved = yaml.safe_load(saved_file.read_text()) or []
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read {saved_file}: {error}") from None
-    if not isinstance(saved, list) or not all(isinstance(item, str) for item in saved):
-        raise ConfigError(f"{saved_file} is not a list of overrides; it was not written by Hydra")
-    forced = [f"hydra.run.dir={run_dir}", f"ckpt_path={checkpoint}"]
-    new_keys = {_key(arg) for arg in [*rest, *forced] if "=" in arg}
-    kept = [arg for arg in saved if _key(arg) not in new_keys]
-    return [*kept, *forced, *rest]
 
 
 # -------------------------------------------------------------------------------- RNG state

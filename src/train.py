@@ -8,6 +8,10 @@ hydra.utils.instantiate; this file only wires the pieces together:
 
 The return value of `main` is the metric named by `optimized_metric`, so Hydra sweepers (Optuna) can
 minimise / maximise it.
+
+Start-up: `cli()` checks the command line (src/config.py) before torch and Lightning are imported, so
+a mistake is answered at once; those imports (10-20 s on a small machine) happen inside `train()`,
+and what only some runs need (TensorBoard, matplotlib, torchvision) is imported where it is used.
 """
 
 from __future__ import annotations
@@ -21,23 +25,21 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import user_errors, validate_command_line
 from src.data.files import atomic_open
-from src.distributed import install_child_command, isolated_job, rank_overrides
-from src.insight import log_hparams
-from src.models.shapes import pooled_shapes
-from src.reliability import expand_resume
+from src.distributed import install_child_command, isolated_job, launch_rank, rank_overrides
+from src.resume import expand_resume
 from src.rundir import running
+
+if TYPE_CHECKING:
+    import lightning as L
 
 
 def quiet_lightning() -> None:
@@ -75,15 +77,24 @@ def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
 
 
-def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
-    """Instantiate datamodule, network + LightningModule and Trainer from the config."""
-    datamodule = instantiate(cfg.data)
+def build(
+    cfg: DictConfig, datamodule: L.LightningDataModule | None = None
+) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
+    """Instantiate datamodule (unless given), network + LightningModule and Trainer from the config."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    datamodule = instantiate(cfg.data) if datamodule is None else datamodule
     network = instantiate(cfg.model)
     module = instantiate(cfg.module, model=network)
-    loggers = instantiate_dict(cfg.get("logger"))
+    # fast_dev_run replaces every logger with a DummyLogger: building them would only import TensorBoard.
+    loggers = [] if cfg.trainer.get("fast_dev_run") else instantiate_dict(cfg.get("logger"))
     callbacks = instantiate_dict(cfg.get("callbacks"))
     if not loggers:  # the learning-rate monitor has nowhere to write without a logger (logger=none)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if any(type(c).__module__ == "src.insight" for c in callbacks):
+        from src.insight import group_insight
+
+        callbacks = group_insight(callbacks)  # one callback for Lightning to call on every step
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, module, trainer
 
@@ -100,6 +111,9 @@ def tested_checkpoint(trainer: L.Trainer, which: str) -> str | None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test; return the metrics that were written to metrics.json."""
+    import lightning as L  # first: importing it sets the env var skip_nvml_probe_without_driver reads
+    import torch
+
     quiet_lightning()
     skip_nvml_probe_without_driver()
     install_child_command()  # DDP children: this job's overrides in this job's directory (src/distributed.py)
@@ -109,7 +123,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
 
-    datamodule, module, trainer = build(cfg)
+    datamodule = instantiate(cfg.data)
+    if launch_rank() == 0:
+        # A missing dataset is reported (or downloaded) now, before the network, loggers and Trainer are
+        # built; the Trainer calls prepare_data again, which then only finds the files.
+        datamodule.prepare_data()
+    datamodule, module, trainer = build(cfg, datamodule)
     # Rank 0 holds the run directory's lock while it trains (src/rundir.py: src.report tells a run that is
     # still going from one that died); the other ranks write nothing of their own.
     with running(output_dir) if trainer.is_global_zero else contextlib.nullcontext():
@@ -124,6 +143,9 @@ def fit_and_test(
     output_dir: Path,
 ) -> dict[str, Any]:
     """Fit, test the chosen checkpoint, and (rank 0) write config.yaml and metrics.json."""
+    from src.insight import log_hparams
+    from src.models.shapes import pooled_shapes
+
     shapes = pooled_shapes(module.model)  # before training: on the CPU, one image, the weights untouched
     if trainer.is_global_zero:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

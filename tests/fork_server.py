@@ -55,7 +55,25 @@ def run_module(request: dict) -> None:
 
 def serve() -> None:
     startup_env = dict(os.environ)
-    import src.eval  # noqa: F401  (the heavy imports, once)
+    # The heavy imports, once. The entry points import torch and Lightning only when they need them
+    # (src/train.py checks the command line first), so what a run imports is named here; `src` first,
+    # as in a real run (src/lean_imports.py).
+    import src
+
+    src.lean_imports.install()
+    import lightning.pytorch  # noqa: F401
+    import torch  # noqa: F401
+
+    import src.checkpoint_io  # noqa: F401
+    import src.data.cifar10  # noqa: F401
+    import src.data.flowers17  # noqa: F401
+    import src.data.mnist  # noqa: F401
+    import src.eval  # noqa: F401
+    import src.insight  # noqa: F401
+    import src.models.alexnet  # noqa: F401
+    import src.models.lenet5  # noqa: F401
+    import src.module  # noqa: F401
+    import src.progress  # noqa: F401
     import src.report  # noqa: F401
     import src.train  # noqa: F401
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from src import bench
 from src.config import PROJECT_ROOT
@@ -71,15 +72,72 @@ def test_epoch_clock_stops_before_validation(bench_dirs, monkeypatch):
     assert clock.trained_seconds < 1000.0, clock.rows
 
 
-def test_speed_suite_writes_the_ratio_table(bench_dirs):
-    bench.main(["speed", *overrides(bench_dirs)])
+def test_speed_suite_writes_a_ratio_row_per_recipe_and_batch_size(bench_dirs):
+    bench.main(["speed", "--repeats", "2", *overrides(bench_dirs)])
     result = json.loads((bench_dirs / "results" / "speed.json").read_text())
-    speeds = result["train_images_per_second"]
-    assert speeds["lightning"] > 0 and speeds["bare"] > 0
-    assert result["train_ratio"] == pytest.approx(speeds["lightning"] / speeds["bare"], rel=0.02)
-    assert result["startup_seconds"] > 0 and result["data_pipeline_images_per_second"] > 0
+    rows = result["rows"]
+    # our recipe at three batch sizes and the seed's recipe (here all at the tiny data's batch 32)
+    assert [row["experiment"] for row in rows] == [e for e, _ in bench.SPEED_ROWS]
+    assert [row["overrides"][0] for row in rows[:3]] == [f"data.batch_size={b}" for b in (64, 128, 256)]
+    for row in rows:
+        speeds = row["train_images_per_second"]
+        assert speeds["lightning"] > 0 and speeds["bare"] > 0
+        assert row["train_ratio"] == pytest.approx(speeds["lightning"] / speeds["bare"], rel=0.02)
+        assert len(row["train_ratio_per_pair"]) == 2 and row["eval_ratio"] > 0 and row["test_ratio"] > 0
+        assert row["test_call_seconds"] > 0 and row["data_pipeline_images_per_second"] > 0
     assert result["machine"]["cores"] >= 1 and result["machine"]["torch"]
-    assert "| training images/s (warm epoch) |" in (bench_dirs / "results" / "speed.md").read_text()
+    markdown = (bench_dirs / "results" / "speed.md").read_text()
+    assert (
+        markdown.count("| `lenet5_mnist` | 32 |") == 6 and "| `seed_lenet5_mnist` | 32 |" in markdown
+    )  # 2 tables
+
+
+def test_the_bare_loop_does_the_recipes_work(bench_dirs):
+    """Same loss (label smoothing) and, for a one-cycle recipe, a schedule stepped after every batch."""
+    cfg = bench.bench_config("lenet5_mnist", overrides(bench_dirs), "bare")
+    datamodule, module, _ = bench.prepare(cfg)
+    optimizer = torch.optim.Adam(module.model.parameters())
+    scheduler = bench.bare_schedule(cfg, optimizer, total_steps=12)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR) and scheduler.total_steps == 12
+    steps = len(datamodule.train_dataloader())
+    bench.bare_training_epoch(module.model, datamodule, optimizer, scheduler=scheduler)
+    assert scheduler.last_epoch == steps
+    seed = bench.bench_config("seed_lenet5_mnist", overrides(bench_dirs), "bare_seed")
+    assert bench.bare_schedule(seed, optimizer, total_steps=12) is None  # constant learning rate
+
+
+def test_startup_suite_times_answers_and_first_batch(bench_dirs, monkeypatch):
+    monkeypatch.setattr(bench, "MISTAKES", bench.MISTAKES[:2])
+    monkeypatch.setattr(bench, "IMPORTS", (("import json", "import json"),))
+    monkeypatch.setattr(
+        bench, "importtime_top", lambda *args, **kwargs: [{"module": "json", "seconds": 0.01}]
+    )
+    data = make_tiny_mnist(bench_dirs / "data", train=TRAIN, test=TEST)
+    monkeypatch.setenv("DATA_DIR", str(data))
+    bench.main(["startup", "--repeats", "1", "--label", "before", "data.val_size=64"])
+    result = json.loads((bench_dirs / "results" / "startup_before.json").read_text())
+    assert set(result["errors"]) == {"unknown group choice", "unknown key"}
+    assert result["errors"]["unknown group choice"]["answer"].startswith(
+        "error: pooling=median is not a choice"
+    )
+    assert result["missing_data"]["answer"].startswith("error: MNIST not found")
+    fast = result["train_fast_dev_run"]
+    assert 0 < fast["first_batch_seconds"] < fast["seconds"]
+    assert result["summary"]["seconds"] > 0 and result["commit"]
+    # a second label becomes a second column of the same table
+    (bench_dirs / "results" / "startup_after.json").write_text(json.dumps({**result, "commit": "abc1234"}))
+    bench.save_startup("after", result)
+    markdown = (bench_dirs / "results" / "startup.md").read_text()
+    assert markdown.startswith("| what the user runs | before (`")
+    assert "| `python -m src.train pooling=median` (unknown group choice) |" in markdown
+    assert "- src.train debug=fast, after: `json` 0.01" in markdown
+
+
+def test_importtime_top_reads_the_top_level_imports():
+    top = bench.importtime_top([sys.executable, "-c", "import json, email.parser"], PROJECT_ROOT, top=50)
+    names = [entry["module"] for entry in top]
+    assert "json" in names and "email.parser" in names and "json.decoder" not in names  # nested: not top
+    assert all(entry["seconds"] >= 0 for entry in top)
 
 
 FAKE_KERAS = """

@@ -3,7 +3,7 @@ import itertools
 import pytest
 from hydra.utils import instantiate
 
-from src.config import check_choices, choices
+from src.config import check_choices, choices, group_file_arguments
 from src.errors import ConfigError
 from src.schema import config_problems
 from tests.conftest import compose_train_config, run_cli
@@ -93,6 +93,18 @@ def test_every_optimizer_and_scheduler_config_only_sets_arguments_its_class_take
     swapped = ["experiment=alexnet_flowers17", "scheduler=cosine", "~scheduler.patience"]
     cfg = compose_train_config(swapped, tmp_path)
     assert config_problems(cfg) == []
+
+
+def test_the_config_check_trusts_only_the_keys_conf_sets_for_each_class(tmp_path):
+    """validate_command_line skips importing an optimizer/scheduler class (and torch) for the keys conf/'s
+    group files set for it: the test above checks those against the classes."""
+    known = group_file_arguments()
+    assert known["torch.optim.Adam"] == {"lr", "weight_decay", "fused"}
+    assert known["torch.optim.lr_scheduler.OneCycleLR"] == {"max_lr", "pct_start"}  # a `_global_` file
+    assert "patience" in known["torch.optim.lr_scheduler.ReduceLROnPlateau"]
+    cfg = compose_train_config(["experiment=alexnet_flowers17", "scheduler=cosine"], tmp_path)
+    assert config_problems(cfg, known) == config_problems(cfg)  # patience: not known for cosine
+    assert len(config_problems(cfg, known)) == 1
 
 
 def test_train_on_val_needs_the_last_checkpoint_and_no_early_stopping(tmp_path):

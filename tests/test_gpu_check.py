@@ -119,7 +119,8 @@ def test_batches_are_served_from_a_device_copy_made_once(tmp_path):
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     assert datamodule.keep_on_device and datamodule.serving_device() == torch.device("cpu")
-    assert datamodule.served_split("train") is datamodule.splits["train"]  # the host: no copy
+    ready = datamodule.served_split("train")  # MNIST is made model-ready once (src/data/base.py)
+    assert ready.model_ready and datamodule.served_split("train") is ready  # the host: no copy
     datamodule.batch_device = torch.device("cuda")
     datamodule.keep_on_device = False
     assert datamodule.serving_device() == torch.device("cpu")  # data.keep_on_device=false: the host
@@ -128,8 +129,9 @@ def test_batches_are_served_from_a_device_copy_made_once(tmp_path):
     datamodule.serving_device = lambda: torch.device("meta")
     copy = datamodule.served_split("train")
     assert copy.images.device.type == "meta" and datamodule.served_split("train") is copy
+    assert copy.model_ready  # the model-ready split is what is copied
     images, labels = copy[[0, 5, 7]]
-    assert images.device.type == labels.device.type == "meta" and images.shape == (3, 1, 28, 28)
+    assert images.device.type == labels.device.type == "meta" and images.shape == (3, 1, 32, 32)
     host = datamodule.splits["train"]
     assert host.images.device.type == "cpu" and torch.equal(host[[0, 5, 7]][1], host.labels[[0, 5, 7]])
 

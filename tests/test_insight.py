@@ -170,3 +170,33 @@ def test_alexnet_feature_maps_and_filters(tmp_path):
         "filters/features.conv1",
     } <= images
     assert max(tag for tag in images if tag.startswith("feature_maps/")) == "feature_maps/15_pool5"
+
+
+def test_the_insight_callbacks_are_one_callback_for_lightning():
+    """src.train groups them (src/insight.py: group_insight): Lightning calls each hook once a step, and
+    only the callbacks that implement it are called, in their order."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from src.insight import ConvFilters, ImagesPerSecond, InputGrid, Insight, group_insight
+
+    calls = []
+
+    class Probe(InputGrid):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+            calls.append(("probe", batch_idx))
+
+    class SecondProbe(ImagesPerSecond):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+            calls.append(("second", batch_idx))
+
+    Probe.__module__ = SecondProbe.__module__ = "src.insight"  # as if defined there
+    monitor = LearningRateMonitor()
+    callbacks = [Probe(), ConvFilters(), SecondProbe(), monitor]
+    grouped = group_insight(callbacks)
+    assert len(grouped) == 2 and isinstance(grouped[0], Insight) and grouped[1] is monitor
+    assert grouped[0].parts == callbacks[:3]
+    grouped[0].on_train_batch_start(None, None, None, 7)
+    assert calls == [("probe", 7), ("second", 7)]
+    assert [m.__self__ for m in grouped[0]._hooks["on_train_epoch_end"]] == callbacks[:3]
+    assert grouped[0]._hooks["on_before_backward"] == []  # nobody implements it: nothing is called
+    assert group_insight([monitor]) == [monitor]

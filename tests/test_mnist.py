@@ -58,12 +58,15 @@ def test_split_is_deterministic_and_disjoint(tiny_mnist, tmp_path):
 def test_batches_are_padded_to_32_and_normalised(tiny_mnist, tmp_path):
     dm = datamodule(tiny_mnist, tmp_path / "cache")
     dm.setup()
-    images, labels = next(iter(dm.train_dataloader()))
+    images, labels = dm.splits["train"][list(range(32))]
     assert images.shape == (32, 1, 28, 28) and labels.shape == (32,)
     x = dm.to_model_input(images, train=True)
     assert x.shape == (32, 1, 32, 32) and x.dtype == torch.float32
     background = (0 - dm.mean[0]) / dm.std[0]
     assert torch.allclose(x[:, :, :2, :], torch.full_like(x[:, :, :2, :], background))  # the 2-pixel border
+    # no augmentation on MNIST: the loaders serve these inputs, made once per split (test_model_ready.py)
+    ready, _ = next(iter(dm.train_dataloader()))
+    assert ready.shape == (32, 1, 32, 32) and ready.dtype == torch.float32
 
 
 def test_adapts_to_alexnet_input(tiny_mnist, tmp_path):

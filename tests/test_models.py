@@ -4,6 +4,7 @@ import torch
 from src.layers import InputTooSmallError
 from src.models import AlexNet, AlexNetBN, LeNet5
 from src.models.alexnet import keras_param_count
+from src.models.geometry import PLANS, alexnet_bn_plan, alexnet_plan, check_network, lenet5_plan
 from src.models.shapes import layer_rows, pooled_shapes
 
 
@@ -90,3 +91,81 @@ def test_too_small_input_names_the_layer_and_the_smallest_size():
         AlexNet(input_size=32)
     with pytest.raises(InputTooSmallError, match=r"layer conv2 .* 16x16"):
         LeNet5(input_size=8)
+
+
+# ---------------------------------------------------------------------- the torch-free plans
+# src/models/geometry.py describes each network once; the nn.Modules are built from it and the config
+# check walks it before torch is imported. These tests hold the two to each other.
+NETWORKS = [
+    (LeNet5, lenet5_plan, [{}, {"padding": "same"}, {"norm": "batch", "activation_fn": "relu"}]),
+    (AlexNet, alexnet_plan, [{}, {"norm": "batch", "groups": 2}, {"padding": "same", "adaptive_pool": 6}]),
+    (AlexNetBN, alexnet_bn_plan, [{}, {"padding": "valid"}, {"padding": "same", "pooling": "min"}]),
+]
+
+
+@pytest.mark.parametrize(("network", "plan"), [(n, p) for n, p, _ in NETWORKS])
+def test_each_network_takes_exactly_its_plans_arguments(network, plan):
+    import inspect
+
+    constructor = list(inspect.signature(network.__init__).parameters.values())[1:]  # without self
+    assert constructor == list(inspect.signature(plan).parameters.values())
+    assert PLANS[network.__name__] is plan
+
+
+@pytest.mark.parametrize(("network", "plan", "options"), NETWORKS)
+def test_the_layers_built_are_the_plans_layers(network, plan, options):
+    for extra in options:
+        model, layers = network(**extra), plan(**extra)
+        built = list(model.features.named_children()) + ([("avgpool", model.avgpool)] if layers.pool else [])
+        assert [name for name, _ in built] == [layer.name for layer in (*layers.features, *layers.pool)]
+        assert [type(m).__name__ for _, m in built] == [x.type_name for x in (*layers.features, *layers.pool)]
+
+
+@pytest.mark.parametrize("padding", ["valid", "same", "paper"])
+@pytest.mark.parametrize("pooling", ["max", "min"])
+@pytest.mark.parametrize(("network", "plan", "sizes"), [
+    (LeNet5, lenet5_plan, [1, 4, 12, 15, 16, 17, 28, 32, 33]),
+    (AlexNet, alexnet_plan, [31, 63, 66, 67, 68, 99, 227]),
+    (AlexNetBN, alexnet_bn_plan, [31, 66, 67, 90, 99, 100, 101, 224]),
+])  # fmt: skip
+def test_plan_shapes_are_the_networks_shapes(network, plan, sizes, pooling, padding):
+    """The plan's output shape is what the built network's features (and avgpool) output, and a size
+    too small for one is too small for the other, with the same message."""
+    for size in sizes:
+        arguments = {"input_size": size, "pooling": pooling, "padding": padding}
+        try:
+            shape = plan(**arguments).output_shape()
+        except InputTooSmallError as error:
+            with pytest.raises(InputTooSmallError) as built, torch.device("meta"):
+                network(**arguments)
+            assert str(built.value) == str(error)
+            continue
+        with torch.device("meta"):  # shapes only: no memory for AlexNet's 60 M weights, no arithmetic
+            model = network(**arguments).eval()
+            out = model.features(torch.zeros(1, model.in_channels, size, size))
+            out = model.avgpool(out) if hasattr(model, "avgpool") else out
+        assert tuple(out.shape[1:]) == shape, (size, pooling, padding)
+
+
+def test_rectangular_inputs_and_the_first_layer_that_fails():
+    assert lenet5_plan(input_size=(32, 64)).output_shape() == (16, 5, 13)
+    with pytest.raises(InputTooSmallError, match=r"^input 32x12 is too small: .* layer conv2 \(Conv2d\)"):
+        lenet5_plan(input_size=(32, 12)).output_shape()
+    with pytest.raises(InputTooSmallError, match=r"layer pool2 \(MinPool2d\); .* is 16x16$"):
+        lenet5_plan(input_size=15, pooling="min").output_shape()
+
+
+def test_a_config_check_of_a_network_needs_no_torch_and_gives_its_messages():
+    from src.errors import ConfigError
+
+    assert check_network("src.models.LeNet5", {"input_size": 32, "pooling": "avg"})
+    assert check_network("src.models.alexnet.AlexNetBN", {})
+    assert not check_network("torchvision.models.AlexNet", {})  # not ours: built on the meta device instead
+    with pytest.raises(
+        ConfigError, match=r"^LeNet5.__init__\(\) got an unexpected keyword argument 'width'$"
+    ):
+        check_network("src.models.LeNet5", {"width": 2})
+    with pytest.raises(ConfigError, match=r"^model.groups=3 is not supported; choose one of: 1, 2$"):
+        check_network("src.models.AlexNet", {"groups": 3})
+    with pytest.raises(ConfigError, match=r"^pooling='median' is not supported"):
+        check_network("src.models.LeNet5", {"pooling": "median"})

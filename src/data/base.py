@@ -8,9 +8,15 @@ Python (PIL conversion, __getitem__, collate) costs more than LeNet-5's forward 
   so a DataLoader with `batch_size=None` and no workers delivers ready batches;
 - everything per-pixel (augmentation, resizing to the model's input, grey <-> colour, normalisation)
   runs on the whole batch in `on_after_batch_transfer`, i.e. on the GPU when there is one;
-- on a GPU, each split is copied into the GPU's memory once (`keep_on_device`; the largest, Flowers-17,
-  is 0.27 GB), so a batch is gathered there: no host-to-device copy of every batch, which from ordinary
-  (pageable) host memory holds the host until the copy is done.
+- except where that work is the same for every epoch (no augmentation, as for MNIST): then each split
+  is made model-ready once, when its first loader is made (`model_ready`: the same `to_model_input`,
+  applied to the whole split, so the batches are bitwise the same), and its batches are float tensors
+  the network takes as they are. A bare training loop does that work once per dataset too; doing it
+  per batch cost LeNet-5 on MNIST a few percent of every step. Splits whose inputs would take more
+  than `ready_budget_bytes` (e.g. MNIST at AlexNet's 3x227x227) stay per batch;
+- on a GPU, each split (model-ready or not) is copied into the GPU's memory once (`keep_on_device`; the
+  largest, Flowers-17, is 0.27 GB), so a batch is gathered there: no host-to-device copy of every
+  batch, which from ordinary (pageable) host memory holds the host until the copy is done.
 
 Data order is a pure function of (seed, epoch), and in DDP each rank takes its own slice of the same
 permutation, so every sample is seen once per epoch and a resumed run sees the same order again.
@@ -32,12 +38,17 @@ from src.errors import ConfigError, DataError
 
 
 class TensorSplit(Dataset):
-    """One split held in memory; indexed by a list of indices it returns a whole batch."""
+    """One split held in memory; indexed by a list of indices it returns a whole batch.
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4:
+    `images` are uint8 (N, C, H, W), or with `model_ready=True` float inputs the network takes as they
+    are (InMemoryDataModule.model_ready makes those)."""
+
+    def __init__(self, images: Tensor, labels: Tensor, model_ready: bool = False) -> None:
+        if model_ready and not images.is_floating_point():
+            raise ValueError(f"model-ready images must be floating point, got {images.dtype}")
+        if not model_ready and (images.dtype != torch.uint8 or images.ndim != 4):
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-        self.images, self.labels = images, labels
+        self.images, self.labels, self.model_ready = images, labels, model_ready
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -51,7 +62,7 @@ class TensorSplit(Dataset):
         return self.images[index], self.labels[index]
 
     def to(self, device: torch.device) -> TensorSplit:
-        return TensorSplit(self.images.to(device), self.labels.to(device))
+        return TensorSplit(self.images.to(device), self.labels.to(device), model_ready=self.model_ready)
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -187,6 +198,8 @@ class InMemoryDataModule(L.LightningDataModule):
     std: tuple[float, ...] = (0.5,)
     pad_from: int | None = None  # see fit_to_input
     class_names: tuple[str, ...] = ()
+    ready_budget_bytes: int = 1 << 30  # model-ready copies of a split up to this size (float32)
+    READY_CHUNK = 8192  # images made ready at a time (bounds the temporary memory)
 
     def __init__(
         self,
@@ -213,10 +226,23 @@ class InMemoryDataModule(L.LightningDataModule):
         # Where batches are served from: the trainer's device (a GPU: a copy of each split made there once,
         # `keep_on_device`), else `batch_device` (src.bench's bare loop sets it), else host memory.
         self.keep_on_device, self.batch_device = keep_on_device, None
-        self._device_splits: dict[tuple[str, str], TensorSplit] = {}
+        self._device_splits: dict[tuple[str, str, bool], tuple[TensorSplit, TensorSplit]] = {}
         # The split evaluated outside a Trainer (src.eval sets it), so the test view (e.g. Flowers-17's
         # ten crops) applies there as in trainer.test; inside a Trainer its state decides.
         self.evaluating_split: str | None = None
+        self._prepared = False
+        self._ready: dict[tuple[int, str], tuple[TensorSplit, TensorSplit]] = {}
+
+    def prepare_data(self) -> None:
+        """Find the dataset (download, decompress or decode it into the cache if need be), once per
+        process: src.train calls this before it builds the Trainer, so that a missing dataset is
+        reported first, and the Trainer calls it again."""
+        if not self._prepared:
+            self.find_data()
+            self._prepared = True
+
+    def find_data(self) -> None:
+        """What prepare_data does (subclasses): raise DataError when the dataset is missing or damaged."""
 
     def holdout_splits(
         self, images: Tensor, labels: Tensor, test: TensorSplit, val_size: int
@@ -252,19 +278,21 @@ class InMemoryDataModule(L.LightningDataModule):
             return torch.device("cpu")
         return torch.device(device)
 
-    def served_split(self, split: str) -> TensorSplit:
-        """`splits[split]` on `serving_device()`: copied there once, on first use."""
+    def served_split(self, split: str, train: bool = False) -> TensorSplit:
+        """`splits[split]` (made model-ready where that is exact: `model_ready`) on `serving_device()`:
+        copied there once, on first use."""
+        ready = self.model_ready(self.splits[split], train)
         device = self.serving_device()
         if device.type == "cpu":
-            return self.splits[split]
-        key = (split, str(device))
-        if key not in self._device_splits:
-            self._device_splits[key] = self.splits[split].to(device)
-        return self._device_splits[key]
+            return ready
+        key = (split, str(device), ready.model_ready)
+        if key not in self._device_splits or self._device_splits[key][0] is not ready:
+            self._device_splits[key] = (ready, ready.to(device))
+        return self._device_splits[key][1]
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         rank, world_size = self._rank_and_world()
-        dataset = self.served_split(split)
+        dataset = self.served_split(split, train)
         sampler = EpochBatchSampler(
             len(dataset),
             self.batch_size if train else self.eval_batch_size,
@@ -289,6 +317,37 @@ class InMemoryDataModule(L.LightningDataModule):
         return self._loader("test", train=False)
 
     # ------------------------------------------------------------------------------ batch work
+    def static_inputs(self, train: bool) -> bool:
+        """Whether `to_model_input(images, train)` is the same every time for an image (no random
+        augmentation): then a split is made model-ready once instead of batch by batch. True where a
+        subclass overrides none of augment (for train), eval_view (for evaluation), to_model_input."""
+        base = InMemoryDataModule
+        if type(self).to_model_input is not base.to_model_input:
+            return False
+        return type(self).augment is base.augment if train else type(self).eval_view is base.eval_view
+
+    def model_ready(self, split: TensorSplit, train: bool) -> TensorSplit:
+        """`split` with its images made model-ready once (the same `to_model_input`, for the whole split),
+        when that is exact (`static_inputs`), fits `ready_budget_bytes`, and is worth it (not for the
+        few batches of fast_dev_run); else `split` itself, made ready batch by batch."""
+        if split.model_ready or not self.static_inputs(train):
+            return split
+        if self.trainer is not None and self.trainer.fast_dev_run:
+            return split
+        if len(split) * self.input_channels * self.input_size**2 * 4 > self.ready_budget_bytes:
+            return split
+        view = "any" if self.static_inputs(not train) else ("train" if train else "eval")
+        key = (id(split), view)
+        cached = self._ready.get(key)
+        if cached is None or cached[0] is not split:
+            chunks = [
+                self.to_model_input(split.images[start : start + self.READY_CHUNK], train).contiguous()
+                for start in range(0, len(split), self.READY_CHUNK)
+            ]
+            cached = (split, TensorSplit(torch.cat(chunks), split.labels, model_ready=True))
+            self._ready[key] = cached
+        return cached[1]
+
     def augment(self, images: Tensor) -> Tensor:
         """Training-time augmentation of a float batch in [0, 1]; none by default."""
         return images
@@ -298,7 +357,10 @@ class InMemoryDataModule(L.LightningDataModule):
         return images
 
     def to_model_input(self, images: Tensor, train: bool) -> Tensor:
-        """uint8 batch (N, C, H, W) -> normalised float batch in the model's input size and channels."""
+        """uint8 batch (N, C, H, W) -> normalised float batch in the model's input size and channels.
+        A float batch comes from a model-ready split (`model_ready`) and is returned as it is."""
+        if images.is_floating_point():
+            return images
         x = images.float().div_(255)
         x = self.augment(x) if train else self.eval_view(x)
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
@@ -311,5 +373,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self, batch: tuple[Tensor, Tensor], dataloader_idx: int
     ) -> tuple[Tensor, Tensor]:
         images, labels = batch
+        if images.is_floating_point():  # from a model-ready split: nothing left to do per batch
+            return batch
         training = self.trainer is not None and self.trainer.training
         return self.to_model_input(images, train=training).contiguous(), labels

@@ -140,7 +140,7 @@ class CIFAR10DataModule(InMemoryDataModule):
         super().__init__(*args, **kwargs)
         self.val_size, self.augmentation = val_size, augmentation
 
-    def prepare_data(self) -> None:
+    def find_data(self) -> None:
         load_cifar10(self.data_dir, self.cache_dir, self.download)
 
     def setup(self, stage: str | None = None) -> None:
@@ -149,6 +149,9 @@ class CIFAR10DataModule(InMemoryDataModule):
         data = load_cifar10(self.data_dir, self.cache_dir, self.download)
         test = TensorSplit(data["test_images"], data["test_labels"])
         self.splits = self.holdout_splits(data["train_images"], data["train_labels"], test, self.val_size)
+
+    def static_inputs(self, train: bool) -> bool:
+        return not (train and self.augmentation)  # evaluation, and training without augmentation
 
     def augment(self, images: Tensor) -> Tensor:
         """Random 32x32 crops of the image zero-padded by 4, and random horizontal flips."""

@@ -17,13 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-import torch
-from torchvision.datasets.utils import download_url
-
 from src.errors import DataError
 
 # Errors that mean "this archive is damaged", as opposed to "the cache is not writable".
 CORRUPT_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def download_url(url: str, root: str, filename: str | None = None, md5: str | None = None) -> None:
+    """torchvision's `download_url` (redirects, md5 check), imported only when something is downloaded."""
+    from torchvision.datasets.utils import download_url as torchvision_download_url
+
+    torchvision_download_url(url, root, filename=filename, md5=md5)
 
 
 def download_atomically(url: str, target: Path, md5: str | None = None) -> None:
@@ -96,6 +100,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 
 def atomic_save(obj: object, path: str | os.PathLike) -> None:
     """torch.save that never leaves a half-written file."""
+    import torch
+
     with atomic_open(path) as handle:
         torch.save(obj, handle)
 

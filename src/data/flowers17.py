@@ -296,7 +296,7 @@ class Flowers17DataModule(InMemoryDataModule):
     def _dataset(self) -> Flowers17:
         return Flowers17(self.data_dir, cache_dir=self.cache_dir, download=self.download)
 
-    def prepare_data(self) -> None:
+    def find_data(self) -> None:
         self._dataset()  # decodes into the cache once, on one process
 
     def _split(self, dataset: Flowers17) -> dict[str, Tensor]:

@@ -1,4 +1,4 @@
-"""MNIST: 60,000 training and 10,000 test digits, 28x28 grey, read with torchvision.datasets.MNIST.
+"""MNIST: 60,000 training and 10,000 test digits, 28x28 grey, read from the official IDX files.
 
 Where the files are looked for: `<data_dir>/MNIST/raw/` (torchvision's layout), each of the four IDX
 files either plain or as the official `.gz`. The source directory may be read-only: anything that has
@@ -6,6 +6,9 @@ to be decompressed goes into `<cache_dir>/MNIST/raw/`. When the files are absent
 the four official `.gz` files are downloaded (md5-checked, from torchvision's mirrors) into
 `<data_dir>/MNIST/raw/`, or into the cache when `data_dir` is read-only; when that fails too, one line
 says what is missing and where.
+
+The files are read here (`read_idx`, a few lines; what torchvision.datasets.MNIST reads too), so a run
+on MNIST does not import torchvision; only a download does (its mirrors and md5 sums).
 
 LeCun et al. feed LeNet-5 32x32 images: the 28x28 digits padded by 2 pixels of background. The
 training set is split deterministically into 55,000 for training and 5,000 for validation.
@@ -16,7 +19,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from torchvision.datasets import MNIST
+import torch
+from torch import Tensor
 
 from src.data.base import InMemoryDataModule, TensorSplit
 from src.data.files import download_atomically, download_dir, gunzip_atomically
@@ -51,9 +55,34 @@ def locate_mnist(data_dir: Path, cache_dir: Path) -> Path | None:
     return cache_dir
 
 
+def read_idx(path: Path, ndim: int) -> Tensor:
+    """A uint8 IDX file (LeCun's format: magic 0x0000080N, N big-endian int32 sizes, then the bytes) as
+    a tensor of those sizes; a file that is not one, or is cut short, is a ValueError naming it."""
+    data = path.read_bytes()
+    header = 4 * (ndim + 1)
+    if len(data) < header or data[:4] != bytes((0, 0, 0x08, ndim)):
+        raise ValueError(f"{path.name} is not a {ndim}-dimensional uint8 IDX file")
+    shape = [int.from_bytes(data[4 * i : 4 * i + 4], "big") for i in range(1, ndim + 1)]
+    count = 1
+    for size in shape:
+        count *= size
+    if len(data) - header < count:
+        raise ValueError(f"{path.name} is cut short: {len(data) - header} of {count} bytes")
+    return torch.frombuffer(bytearray(data[header : header + count]), dtype=torch.uint8).view(shape)
+
+
+def read_split(raw: Path, prefix: str) -> tuple[Tensor, Tensor]:
+    """uint8 images (N, 28, 28) and int64 labels of `train` or `t10k`."""
+    images = read_idx(raw / f"{prefix}-images-idx3-ubyte", 3)
+    labels = read_idx(raw / f"{prefix}-labels-idx1-ubyte", 1).long()
+    return images, labels
+
+
 def download_mnist(target: Path) -> None:
     """The four official .gz files into `<target>/MNIST/raw/`, each md5-checked, from the first
     mirror that answers."""
+    from torchvision.datasets import MNIST  # its mirrors and md5 sums: only a download imports torchvision
+
     raw = target / "MNIST" / "raw"
     for filename, md5 in MNIST.resources:
         if (raw / filename).is_file():
@@ -102,24 +131,29 @@ class MNISTDataModule(InMemoryDataModule):
             raise DataError(_missing_message(target))
         return root
 
-    def prepare_data(self) -> None:
+    def find_data(self) -> None:
         self._root()
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        root = self._root()
+        raw = self._root() / "MNIST" / "raw"
         try:
-            train, test = MNIST(root, train=True), MNIST(root, train=False)
+            (train_images, train_labels), (test_images, test_labels) = (
+                read_split(raw, "train"),
+                read_split(raw, "t10k"),
+            )
         except (RuntimeError, ValueError, OSError) as error:
-            raise DataError(f"cannot read MNIST from {root / 'MNIST' / 'raw'}: {error}") from error
-        for prefix, split in (("train", train), ("t10k", test)):
-            if len(split.data) != len(split.targets):
-                raw = root / "MNIST" / "raw"
+            raise DataError(f"cannot read MNIST from {raw}: {error}") from error
+        for prefix, images, labels in (
+            ("train", train_images, train_labels),
+            ("t10k", test_images, test_labels),
+        ):
+            if len(images) != len(labels):
                 raise DataError(
-                    f"{raw / f'{prefix}-images-idx3-ubyte'} holds {len(split.data)} images but "
-                    f"{raw / f'{prefix}-labels-idx1-ubyte'} {len(split.targets)} labels; "
+                    f"{raw / f'{prefix}-images-idx3-ubyte'} holds {len(images)} images but "
+                    f"{raw / f'{prefix}-labels-idx1-ubyte'} {len(labels)} labels; "
                     "replace them with the official files"
                 )
-        test_split = TensorSplit(test.data.unsqueeze(1), test.targets)
-        self.splits = self.holdout_splits(train.data.unsqueeze(1), train.targets, test_split, self.val_size)
+        test_split = TensorSplit(test_images.unsqueeze(1), test_labels)
+        self.splits = self.holdout_splits(train_images.unsqueeze(1), train_labels, test_split, self.val_size)

@@ -21,23 +21,9 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from src.layers import check_choice, conv2d, feature_shape, pool2d, resolve_padding
-
-NORMS = ("lrn", "batch", "none")
-
-
-def _norm(kind: str, channels: int) -> list[tuple[str, nn.Module]]:
-    if kind == "lrn":
-        return [("lrn", nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0))]
-    if kind == "batch":
-        return [("bn", nn.BatchNorm2d(channels))]
-    return []
-
-
-def _flatten_size(features: nn.Sequential, avgpool: nn.Module, in_channels: int, input_size: int) -> int:
-    named = OrderedDict([*features.named_children(), ("avgpool", avgpool)])
-    channels, height, width = feature_shape(nn.Sequential(named), in_channels, input_size)
-    return channels * height * width
+from src.layers import build_layer, build_layers
+from src.models.geometry import ALEXNET_NORMS as NORMS  # noqa: F401  (the choices of `norm`)
+from src.models.geometry import alexnet_bn_plan, alexnet_plan
 
 
 class AlexNet(nn.Module):
@@ -54,35 +40,16 @@ class AlexNet(nn.Module):
         adaptive_pool: int | None = None,
     ) -> None:
         super().__init__()
-        check_choice("model.norm", norm, NORMS)
-        check_choice("model.groups", groups, (1, 2))
+        # The layers, their checks and their sizes come from one torch-free plan (src/models/geometry.py),
+        # which the config check also walks before torch is imported.
+        plan = alexnet_plan(
+            in_channels, num_classes, input_size, pooling, padding, norm, groups, dropout, adaptive_pool
+        )
         self.in_channels, self.input_size, self.num_classes = in_channels, input_size, num_classes
-        pad1, pad = resolve_padding(padding, "valid"), resolve_padding(padding, "same")
-
-        # (name, out channels, kernel, stride, padding, groups, normalise?, pool?)
-        plan = [
-            ("1", 96, 11, 4, pad1, 1, True, True),
-            ("2", 256, 5, 1, pad, groups, True, True),
-            ("3", 384, 3, 1, pad, 1, False, False),
-            ("4", 384, 3, 1, pad, groups, False, False),
-            ("5", 256, 3, 1, pad, groups, False, True),
-        ]
-        layers: list[tuple[str, nn.Module]] = []
-        channels = in_channels
-        for name, out, kernel, stride, conv_pad, conv_groups, normalise, pool in plan:
-            layers.append((f"conv{name}", conv2d(channels, out, kernel, stride, conv_pad, conv_groups)))
-            # LRN follows the ReLU (paper, section 3.3); BatchNorm goes between conv and ReLU.
-            if norm == "batch":
-                layers += [(f"{n}{name}", m) for n, m in _norm(norm, out)]
-            layers.append((f"relu{name}", nn.ReLU(inplace=True)))
-            if norm == "lrn" and normalise:
-                layers += [(f"{n}{name}", m) for n, m in _norm(norm, out)]
-            if pool:
-                layers.append((f"pool{name}", pool2d(pooling, 3, 2)))
-            channels = out
-        self.features = nn.Sequential(OrderedDict(layers))
-        self.avgpool = nn.AdaptiveAvgPool2d(adaptive_pool) if adaptive_pool else nn.Identity()
-        flat = _flatten_size(self.features, self.avgpool, in_channels, input_size)
+        self.features = nn.Sequential(OrderedDict(build_layers(plan.features, in_channels)))
+        self.avgpool = build_layer(plan.pool[0], 0)  # avgpool: Identity or AdaptiveAvgPool2d
+        channels, height, width = plan.output_shape()
+        flat = channels * height * width
         self.classifier = nn.Sequential(
             OrderedDict(
                 flatten=nn.Flatten(),
@@ -120,32 +87,12 @@ class AlexNetBN(nn.Module):
         dropout: float = 0.4,
     ) -> None:
         super().__init__()
+        plan = alexnet_bn_plan(in_channels, num_classes, input_size, pooling, padding, dropout)
         self.in_channels, self.input_size, self.num_classes = in_channels, input_size, num_classes
-        pad1 = resolve_padding(padding, "valid")
-        pad2 = resolve_padding(padding, "same")
-        pad3 = resolve_padding(padding, "valid")
-        # (name, out channels, kernel, stride, padding, pool?)
-        plan = [
-            ("1", 96, 11, 4, pad1, True),
-            ("2", 256, 5, 1, pad2, True),
-            ("3", 384, 3, 1, pad3, False),
-            ("4", 384, 3, 1, pad3, False),
-            ("5", 256, 3, 1, pad3, True),
-        ]
-        layers: list[tuple[str, nn.Module]] = []
-        channels = in_channels
-        for name, out, kernel, stride, conv_pad, pool in plan:
-            layers += [
-                (f"conv{name}", conv2d(channels, out, kernel, stride, conv_pad)),
-                (f"relu{name}", nn.ReLU()),
-            ]
-            if pool:
-                layers.append((f"pool{name}", pool2d(pooling, 3, 2)))
-            layers.append((f"bn{name}", nn.BatchNorm2d(out)))
-            channels = out
-        self.features = nn.Sequential(OrderedDict(layers))
-        self.avgpool = nn.Identity()
-        flat = _flatten_size(self.features, self.avgpool, in_channels, input_size)
+        self.features = nn.Sequential(OrderedDict(build_layers(plan.features, in_channels)))
+        self.avgpool = build_layer(plan.pool[0], 0)  # avgpool: Identity or AdaptiveAvgPool2d
+        channels, height, width = plan.output_shape()
+        flat = channels * height * width
         self.classifier = nn.Sequential(
             OrderedDict(
                 flatten=nn.Flatten(),

@@ -22,19 +22,9 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from src.layers import activation, check_choice, conv2d, feature_shape, pool2d, resolve_padding
-
-NORMS = ("none", "batch")
-
-
-def _conv_block(index: int, channels: tuple[int, int], pad: str, norm: str, act: str, pooling: str):
-    """conv -> [BatchNorm] -> activation -> pool, named conv1 / bn1 / act1 / pool1 (index 1)."""
-    in_channels, out_channels = channels
-    layers = [(f"conv{index}", conv2d(in_channels, out_channels, 5, padding=pad))]
-    if norm == "batch":
-        layers.append((f"bn{index}", nn.BatchNorm2d(out_channels)))
-    layers += [(f"act{index}", activation(act)), (f"pool{index}", pool2d(pooling, 2))]
-    return layers
+from src.layers import activation, build_layers
+from src.models.geometry import LENET5_NORMS as NORMS  # noqa: F401  (the choices of `norm`)
+from src.models.geometry import lenet5_plan
 
 
 class LeNet5(nn.Module):
@@ -49,16 +39,12 @@ class LeNet5(nn.Module):
         norm: str = "none",
     ) -> None:
         super().__init__()
-        check_choice("model.norm", norm, NORMS)
+        # The layers, their checks and their sizes come from one torch-free plan (src/models/geometry.py),
+        # which the config check also walks before torch is imported.
+        plan = lenet5_plan(in_channels, num_classes, input_size, activation_fn, pooling, padding, norm)
         self.in_channels, self.input_size, self.num_classes = in_channels, input_size, num_classes
-        pad = resolve_padding(padding, paper_choice="valid")
-        self.features = nn.Sequential(
-            OrderedDict(
-                _conv_block(1, (in_channels, 6), pad, norm, activation_fn, pooling)
-                + _conv_block(2, (6, 16), pad, norm, activation_fn, pooling)
-            )
-        )
-        channels, height, width = feature_shape(self.features, in_channels, input_size)
+        self.features = nn.Sequential(OrderedDict(build_layers(plan.features, in_channels)))
+        channels, height, width = plan.output_shape()
         self.classifier = nn.Sequential(
             OrderedDict(
                 flatten=nn.Flatten(),
