@@ -272,8 +272,8 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def serving_device(self) -> torch.device:
         """The device batches come from: the accelerator's (GPU) with `keep_on_device`, else the host."""
-        trainer = self.trainer
-        device = trainer.strategy.root_device if trainer is not None else self.batch_device
+        strategy = getattr(self.trainer, "strategy", None)  # None outside a Trainer (src.eval, the bench)
+        device = strategy.root_device if strategy is not None else self.batch_device
         if not self.keep_on_device or device is None or torch.device(device).type != "cuda":
             return torch.device("cpu")
         return torch.device(device)
