@@ -75,6 +75,7 @@ RULES: tuple[Rule, ...] = (
     Rule("data.split_index", "int", "1, 2, 3 or null", lambda v: v in (1, 2, 3), nullable=True),
     Rule("data.augmentation", "bool", "true or false"),
     Rule("data.ten_crop_test", "bool", "true or false"),
+    Rule("data.flip_eval", "bool", "true or false"),
     Rule(
         "data.min_crop_area", "number", "0 < min_crop_area <= 1 or null", lambda v: 0 < v <= 1, nullable=True
     ),

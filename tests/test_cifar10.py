@@ -223,3 +223,26 @@ def test_real_cifar10(tmp_path):
     assert sizes == {"train": 45_000, "val": 5_000, "test": 10_000}
     labels = torch.cat([held_out.splits["train"].labels, held_out.splits["val"].labels])
     assert torch.bincount(labels).tolist() == [5000] * 10
+
+
+def test_flip_eval_gives_each_evaluated_image_with_its_mirror_image(read_only_data, tmp_path):
+    data_dir, _ = read_only_data
+    plain, flipped = (make(data_dir, tmp_path / "cache", flip_eval=f) for f in (False, True))
+    for datamodule in (plain, flipped):
+        datamodule.setup()
+    images = plain.splits["test"].images[:4]
+    single = plain.to_model_input(images, train=False)
+    pair = flipped.to_model_input(images, train=False)
+    assert pair.shape == (4, 2, 3, 32, 32)
+    assert torch.equal(pair[:, 0], single) and torch.equal(pair[:, 1], single.flip(-1))
+    torch.manual_seed(0)
+    assert flipped.to_model_input(images, train=True).shape == (4, 3, 32, 32)  # training: one image
+
+    from src.models import LeNet5
+    from src.module import ImageClassifier
+
+    module = ImageClassifier(LeNet5(in_channels=3), optimizer=torch.optim.Adam).eval()
+    with torch.no_grad():  # the module averages the two predictions' probabilities
+        averaged = module(pair).exp()
+        expected = (module(single).softmax(-1) + module(single.flip(-1)).softmax(-1)) / 2
+    assert torch.allclose(averaged, expected, atol=1e-6)

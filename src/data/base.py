@@ -215,6 +215,7 @@ class InMemoryDataModule(L.LightningDataModule):
         split_seed: int = 0,
         download: bool = True,
         keep_on_device: bool = True,
+        flip_eval: bool = False,
     ) -> None:
         super().__init__()
         self.data_dir, self.cache_dir = Path(data_dir).expanduser(), Path(cache_dir).expanduser()
@@ -222,6 +223,9 @@ class InMemoryDataModule(L.LightningDataModule):
         self.input_size, self.input_channels = input_size, input_channels
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.seed, self.split_seed, self.download = seed, split_seed, download
+        # Validation and test average each image's prediction with its mirror image's (flip_eval: for
+        # datasets whose classes a horizontal flip keeps, e.g. CIFAR-10; not digits).
+        self.flip_eval = flip_eval
         self.splits: dict[str, TensorSplit] = {}  # in host memory
         # Where batches are served from: the trainer's device (a GPU: a copy of each split made there once,
         # `keep_on_device`), else `batch_device` (src.bench's bare loop sets it), else host memory.
@@ -357,8 +361,10 @@ class InMemoryDataModule(L.LightningDataModule):
         return images
 
     def to_model_input(self, images: Tensor, train: bool) -> Tensor:
-        """uint8 batch (N, C, H, W) -> normalised float batch in the model's input size and channels.
-        A float batch comes from a model-ready split (`model_ready`) and is returned as it is."""
+        """uint8 batch (N, C, H, W) -> normalised float batch in the model's input size and channels;
+        with `flip_eval`, for evaluation (N, 2, C, H, W): each image and its mirror image, whose predictions
+        the LightningModule averages. A float batch comes from a model-ready split (`model_ready`) and is
+        returned as it is."""
         if images.is_floating_point():
             return images
         x = images.float().div_(255)
@@ -367,7 +373,10 @@ class InMemoryDataModule(L.LightningDataModule):
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         x = fit_to_input(x, self.input_size, x.shape[1], self.pad_from)
         x = (x - mean) / std
-        return fit_to_input(x, self.input_size, self.input_channels)
+        x = fit_to_input(x, self.input_size, self.input_channels)
+        if self.flip_eval and not train:
+            x = torch.stack([x, x.flip(-1)], dim=1)
+        return x
 
     def on_after_batch_transfer(
         self, batch: tuple[Tensor, Tensor], dataloader_idx: int
