@@ -142,13 +142,21 @@ class EpochClock(ImagesPerSecond):
         self.rows.append(row)
 
 
+def _is_annotation(event: Any) -> bool:
+    """A named range on the GPU's timeline (`Optimizer.step#SGD.step`, `ProfilerStep#3`, record_function
+    blocks), not work: it spans the kernels inside it and whatever idle time lies between them."""
+    return bool(getattr(event, "is_user_annotation", False)) or "#" in getattr(event, "name", "")
+
+
 def _busy_seconds(events: Any) -> float:
     """The time a GPU was doing anything (a kernel, a copy) among profiler events: the union of their
-    intervals, so work overlapping on several streams counts once."""
+    intervals, so work overlapping on several streams counts once; annotations are not work."""
     intervals = sorted(
         (e.time_range.start, e.time_range.end)
         for e in events
-        if e.device_type == torch.autograd.DeviceType.CUDA and e.time_range.end > e.time_range.start
+        if e.device_type == torch.autograd.DeviceType.CUDA
+        and e.time_range.end > e.time_range.start
+        and not _is_annotation(e)
     )
     busy, until = 0.0, float("-inf")
     for start, end in intervals:

@@ -99,8 +99,9 @@ def test_tiny_gpu_check_runs_every_step_into_one_folder(tmp_path):
 def test_gpu_busy_time_counts_overlapping_work_once():
     cuda, cpu = torch.autograd.DeviceType.CUDA, torch.autograd.DeviceType.CPU
 
-    def event(device, start, end):
-        return SimpleNamespace(device_type=device, time_range=SimpleNamespace(start=start, end=end))
+    def event(device, start, end, name="kernel", annotation=False):
+        span = SimpleNamespace(start=start, end=end)
+        return SimpleNamespace(device_type=device, time_range=span, name=name, is_user_annotation=annotation)
 
     events = [
         event(cuda, 0, 10),
@@ -108,6 +109,10 @@ def test_gpu_busy_time_counts_overlapping_work_once():
         event(cpu, 0, 100),
         event(cuda, 20, 30),
         event(cuda, 22, 25),
+        # ranges that span kernels and the idle time between them are not work (Lightning's optimizer
+        # step shows as one on the GPU's timeline)
+        event(cuda, 0, 100, name="Optimizer.step#SGD.step"),
+        event(cuda, 40, 90, name="my block", annotation=True),
     ]
     assert bench._busy_seconds(events) == pytest.approx(25e-6)  # [0, 15] and [20, 30], in microseconds
     assert bench._busy_seconds([]) == 0
