@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator  # noqa: E402
 
-from src.report import load_runs  # noqa: E402
+from src.report import first_config, load_runs  # noqa: E402
 
 
 def last_image(run_dir: Path, layer: str) -> Image.Image:
@@ -68,7 +68,10 @@ def main() -> None:
             axis.imshow(last_image(run.path, args.layer))
             numbers = "" if zeros is None else f"\n{zeros:.0%} zeros, mean {mean:+.2f} (test set)"
             axis.set_title(f"{activation} + {pooling} pooling: {args.layer}{numbers}", fontsize=10)
-    figure.suptitle(f"{args.sweep.name}: {args.layer} of the same validation image, padding={args.padding}")
+    name = first_config(runs).get("task_name") or args.sweep.name
+    figure.suptitle(
+        f"{name}: {args.layer} of the same validation image, padding={args.padding}, seed {args.seed}"
+    )
     figure.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.out, dpi=90)

@@ -313,6 +313,36 @@ def groups_table(groups: Sequence[Group], common: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def map_statistics_table(groups: Sequence[Group], common: Sequence[str]) -> str | None:
+    """What each activation / pooling layer passes on (src.insight.FeatureMapStatistics: the fraction of
+    exact zeros and the mean value over the test set), averaged over each setting's seeds."""
+    names = sorted(
+        {
+            k.split("/", 1)[1].rsplit("_", 1)[0]
+            for g in groups
+            for r in g.runs
+            for k in r.metrics
+            if k.endswith("_zeros")
+        },
+        key=lambda name: (name[-1], not name.startswith("act")),  # act1, pool1, act2, pool2
+    )
+    if not names:
+        return None
+    header = ["setting", *(f"{n} {what}" for n in names for what in ("zeros", "mean"))]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for group in groups:
+        own = [o for o in group.setting if o not in common]
+        cells = [f"`{' '.join(own)}`" if own else "(none)"]
+        for name in names:
+            for what, form in (("zeros", "{:.1%}"), ("mean", "{:+.3f}")):
+                values = [
+                    r.metrics[f"test/{name}_{what}"] for r in group.runs if f"test/{name}_{what}" in r.metrics
+                ]
+                cells.append(form.format(statistics.fmean(values)) if values else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def differences_table(differences: Sequence[PairedDifference]) -> str:
     header = (
         "| difference | runs | pairs | mean (points) | std of the differences | seed-to-seed std | "
@@ -368,6 +398,9 @@ def markdown(runs: Sequence[Run], pairs: Sequence[str] = (), by: str | None = No
     groups = group_by_setting(done)
     if any(len(g.runs) > 1 for g in groups):
         parts += ["### Mean ± std over seeds", groups_table(groups, common)]
+        maps = map_statistics_table(groups, common)
+        if maps:
+            parts += ["### What each layer passes on (test set, mean over seeds)", maps]
     differences = [d for pair in pairs for d in paired_differences(done, pair, by)]
     if differences:
         parts += ["### Paired differences (same seed, everything else equal)", differences_table(differences)]
@@ -448,7 +481,9 @@ def groups_figure(groups: Sequence[Group], common: Sequence[str], by: str | None
         lowest = min(lowest, *(m - s for m, s in stats))
         axes.bar(xs, means, width, yerr=stds, capsize=4, label=f"{by}={colour}" if colour else None)
     axes.set_xticks(range(len(positions)), [p.replace(" ", "\n") for p in positions], fontsize=8)
-    axes.set_ylim(max(0.0, lowest - 0.05), 1.0 if lowest > 0.9 else min(1.0, axes.get_ylim()[1]))
+    highest = max(statistics.fmean(g.accuracies) + mean_std(g.accuracies)[1] for g in groups if g.accuracies)
+    margin = max(0.005, (highest - lowest) * 0.6)  # differences of tenths of a point stay visible
+    axes.set_ylim(max(0.0, lowest - margin), min(1.0, highest + margin))
     axes.set_ylabel("test accuracy (mean ± std over seeds)")
     axes.set_title(title)
     axes.grid(axis="y", alpha=0.3)
@@ -470,14 +505,20 @@ def log_figure_to_tensorboard(figure, log_dir: Path, tag: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- main
-def report_settings(runs: Sequence[Run]) -> dict[str, Any]:
-    """`report:` of the first finished run's config.yaml (an experiment's pairs / by), or {}."""
+def first_config(runs: Sequence[Run]) -> dict[str, Any]:
+    """The resolved config.yaml of the first finished run that has one, or {}."""
     for run in finished(runs):
         config = run.path / "config.yaml"
         if config.is_file():
-            settings = (yaml.safe_load(config.read_text()) or {}).get("report") or {}
-            return settings if isinstance(settings, dict) else {}
+            loaded = yaml.safe_load(config.read_text())
+            return loaded if isinstance(loaded, dict) else {}
     return {}
+
+
+def report_settings(runs: Sequence[Run]) -> dict[str, Any]:
+    """`report:` of the first finished run's config (an experiment's pairs / by), or {}."""
+    settings = first_config(runs).get("report") or {}
+    return settings if isinstance(settings, dict) else {}
 
 
 def report(root: Path, pairs: Sequence[str] | None = None, by: str | None = None) -> str:
@@ -495,7 +536,8 @@ def report(root: Path, pairs: Sequence[str] | None = None, by: str | None = None
     groups = group_by_setting(done)
     if any(len(g.runs) > 1 for g in groups):
         common, _ = split_overrides(done)
-        figure = groups_figure(groups, common, by, f"{root.name}: test accuracy, mean ± std over seeds")
+        name = first_config(runs).get("task_name") or root.name
+        figure = groups_figure(groups, common, by, f"{name}: test accuracy, mean ± std over seeds")
         figure.savefig(root / "report_groups.png", dpi=110)
         log_figure_to_tensorboard(figure, root / "tensorboard_report", "report/test_acc_mean_std")
         pyplot().close(figure)
