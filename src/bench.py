@@ -65,10 +65,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from src.config import PROJECT_ROOT, compose_config, user_errors
-from src.errors import UserError
-from src.insight import ImagesPerSecond
-from src.train import build, quiet_lightning, skip_nvml_probe_without_driver, write_json_atomically
+from src.config.compose import PROJECT_ROOT, compose_config
+from src.lightning_ext.process import prepare_process
+from src.runs.rundir import RunDir
+from src.training.build import build
+from src.training.insight import ImagesPerSecond
+from src.utils.errors import UserError, user_errors
+from src.utils.files import write_json_atomically
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 CPU = torch.device("cpu")
@@ -110,8 +113,7 @@ def bench_config(experiment: str, overrides: list[str], name: str) -> DictConfig
 
 
 def prepare(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
-    quiet_lightning()
-    skip_nvml_probe_without_driver()
+    prepare_process()
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -254,7 +256,7 @@ def evaluate(model: nn.Module, datamodule: L.LightningDataModule, split: str = "
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     total = 0
-    for batch in datamodule._loader(split, train=False):
+    for batch in datamodule.loader(split):
         images, labels = on_device(batch, device)
         inputs = datamodule.to_model_input(images, train=False).contiguous(memory_format=memory_format)
         with autocast(device, precision):
@@ -1114,8 +1116,9 @@ def cli_run(name: str, overrides: list[str], paths: list[str], results_dir: Path
     print(done.stdout[-1500:], done.stderr[-1500:], sep="\n", flush=True)
     if done.returncode != 0:
         raise UserError(f"{' '.join(command)} ended with status {done.returncode}: {done.stderr[-1500:]}")
-    shutil.copy(run_dir / "metrics.json", results_dir / f"{name}.json")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    run = RunDir(run_dir)
+    shutil.copy(run.metrics_file, results_dir / f"{name}.json")
+    metrics = run.read_metrics()
     backend = re.search(r"distributed_backend=(\w+)", done.stdout + done.stderr)
     return {
         "command": "python -m src.train " + " ".join(overrides),

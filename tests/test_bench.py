@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from src import bench
-from src.config import PROJECT_ROOT
-from src.errors import UserError
+from src.config.compose import PROJECT_ROOT
+from src.utils.errors import UserError
 from tests.tiny_data import make_tiny_cifar, make_tiny_mnist
 
 TRAIN, TEST, VAL = 256, 64, 64
@@ -228,7 +228,7 @@ def test_keras_script_reads_cifar10_archive_as_src_train_does(tmp_path):
     images, labels = keras_lenet5.load_cifar10(data, "train")
     test_images, test_labels = keras_lenet5.load_cifar10(data, "test")
     assert images.shape == (100, 32, 32, 3) and test_images.shape == (30, 32, 32, 3)
-    ours = CIFAR10DataModule(str(data), str(tmp_path / "cache"), 10, 3, 32, 3, val_size=0, download=False)
+    ours = CIFAR10DataModule(str(data), str(tmp_path / "cache"), 32, 3, val_size=0, download=False)
     ours.setup()
     # the same images, in the same order, with the same labels (NHWC / 255 there, uint8 NCHW here)
     expected = ours.splits["train"].images.permute(0, 2, 3, 1).numpy().astype(np.float32) / 255.0

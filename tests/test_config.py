@@ -3,9 +3,10 @@ import itertools
 import pytest
 from hydra.utils import instantiate
 
-from src.config import check_choices, choices, group_file_arguments
-from src.errors import ConfigError
-from src.schema import config_problems
+from src.config.check import group_file_arguments
+from src.config.compose import check_choices, choices
+from src.config.schema import config_problems
+from src.utils.errors import ConfigError
 from tests.conftest import compose_train_config, run_cli
 
 POOLINGS, PADDINGS = ("max", "avg", "min"), ("valid", "same", "paper")

@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 
 from src import bench
-from src.config import PROJECT_ROOT, compose_config
+from src.config.compose import PROJECT_ROOT, compose_config
 from tests.tiny_data import make_tiny_mnist
 
 EXPECTED_FILES = {"env.txt", "log.txt", "gpu_check.json", "gpu_check.md", "profile.txt"}

@@ -14,7 +14,7 @@ from tests.tiny_data import make_tiny_mnist, write_cifar_archive
 
 
 def mnist(data_dir: Path, cache_dir: Path, **overrides) -> MNISTDataModule:
-    kwargs = dict(num_classes=10, image_channels=1, input_size=32, input_channels=1, batch_size=32)
+    kwargs = dict(input_size=32, input_channels=1, batch_size=32)
     kwargs.update(val_size=50, download=False, eval_batch_size=40, seed=3)
     datamodule = MNISTDataModule(str(data_dir), str(cache_dir), **{**kwargs, **overrides})
     datamodule.setup()
@@ -69,7 +69,7 @@ def test_on_after_batch_transfer_passes_model_ready_batches_through(tmp_path):
 
 def test_augmented_training_stays_per_batch_and_evaluation_is_made_ready(tmp_path):
     write_cifar_archive(tmp_path / "cifar-10-python.tar.gz")
-    kwargs = dict(num_classes=10, image_channels=3, input_size=32, input_channels=3, batch_size=16)
+    kwargs = dict(input_size=32, input_channels=3, batch_size=16)
     augmented = CIFAR10DataModule(
         str(tmp_path), str(tmp_path / "cache"), val_size=10, download=False, **kwargs
     )

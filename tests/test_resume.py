@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.checkpoint_io import AtomicCheckpointIO
-from src.config import PROJECT_ROOT
-from src.data.files import atomic_save
-from src.train import train, write_json_atomically
+from src.config.compose import PROJECT_ROOT
+from src.lightning_ext.checkpoints import AtomicCheckpointIO
+from src.train import train
+from src.utils.files import atomic_save, write_json_atomically
 from tests.conftest import compose_train_config, fast_overrides
 from tests.tiny_data import make_tiny_cifar
 
@@ -35,7 +35,7 @@ def _command(data_dir: Path, out: Path) -> list[str]:
         "trainer.max_epochs=3",
         "trainer.deterministic=true",
         # Sleeps after each epoch's checkpoint, so the kill below lands between two checkpoints.
-        "+callbacks.pause._target_=src.reliability.EpochPause",
+        "+callbacks.pause._target_=tests.callbacks.EpochPause",
         "+callbacks.pause.seconds=3",
     ]
 
@@ -235,7 +235,7 @@ def test_a_process_killed_while_saving_a_checkpoint_leaves_the_old_one(tmp_path)
     AtomicCheckpointIO().save_checkpoint({"value": 1}, path)
     script = (
         "import os, torch\n"
-        "from src.checkpoint_io import AtomicCheckpointIO\n"
+        "from src.lightning_ext.checkpoints import AtomicCheckpointIO\n"
         "def die(obj, handle, *a, **k):\n"
         "    handle.write(b'partial'); handle.flush(); os._exit(9)\n"
         "torch.save = die\n"

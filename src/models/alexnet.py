@@ -21,9 +21,8 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from src.layers import build_layer, build_layers
-from src.models.geometry import ALEXNET_NORMS as NORMS  # noqa: F401  (the choices of `norm`)
 from src.models.geometry import alexnet_bn_plan, alexnet_plan
+from src.models.layers import build_layer, build_layers
 
 
 class AlexNet(nn.Module):

@@ -22,9 +22,8 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from src.layers import activation, build_layers
-from src.models.geometry import LENET5_NORMS as NORMS  # noqa: F401  (the choices of `norm`)
 from src.models.geometry import lenet5_plan
+from src.models.layers import activation, build_layers
 
 
 class LeNet5(nn.Module):

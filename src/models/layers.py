@@ -21,15 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.models.geometry import (  # noqa: F401  (torch-free; re-exported for the networks and tests)
+from src.models.geometry import (
     ACTIVATIONS,
-    PADDING_MODES,
     POOLING_MODES,
-    InputTooSmallError,
     Layer,
     check_choice,
-    conv_output_size,
-    resolve_padding,
     same_padding,
     uses_symmetric_padding,
 )

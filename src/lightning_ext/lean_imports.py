@@ -58,7 +58,7 @@ def _flags(run: Callable[[ModuleType], None]) -> Callable[[ModuleType], None]:
             requirement = getattr(module, flag, None)
             if requirement is not None and hasattr(requirement, "_check_available"):
                 requirement.available = False  # RequirementCache caches its answer in `available`
-                requirement.message = f"{flag} set to unavailable by src/lean_imports.py"
+                requirement.message = f"{flag} set to unavailable by src/lightning_ext/lean_imports.py"
 
     return exec_module
 
