@@ -23,7 +23,7 @@ def mnist(data_dir: Path, cache_dir: Path, **overrides) -> MNISTDataModule:
 
 def batches(datamodule, split: str, train: bool, epoch: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """What the network gets: each batch after on_after_batch_transfer (training: the train view)."""
-    loader = datamodule._loader(split, train=train)
+    loader = datamodule.loader(split, train=train)
     loader.sampler.set_epoch(epoch)  # EpochBatchSampler, as Lightning sets it each epoch
     out = []
     for images, labels in loader:
@@ -54,9 +54,9 @@ def test_model_ready_mnist_batches_are_the_per_batch_ones(tmp_path, input_size, 
 def test_a_split_is_made_ready_once_and_shared_by_its_loaders(tmp_path):
     data = make_tiny_mnist(tmp_path / "data", train=200, test=60)
     datamodule = mnist(data, tmp_path / "cache", val_size=0)  # val and test: the same split
-    first = datamodule._loader("val", train=False).dataset
-    assert first.model_ready and first is datamodule._loader("test", train=False).dataset
-    assert first is datamodule._loader("test", train=True).dataset  # no augmentation: one view
+    first = datamodule.loader("val", train=False).dataset
+    assert first.model_ready and first is datamodule.loader("test", train=False).dataset
+    assert first is datamodule.loader("test", train=True).dataset  # no augmentation: one view
     assert datamodule.splits["test"].images.dtype == torch.uint8  # the raw split is kept as it was
 
 
