@@ -62,6 +62,23 @@ def _comparable(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if not any(word in k for word in TIMING)}
 
 
+def assert_same_run(straight_dir: Path, resumed_dir: Path) -> None:
+    """The resumed run ends as the run left alone did: 3 epochs, the same steps, metrics (timings aside)
+    and weights, to 1e-6."""
+    expected = json.loads((straight_dir / "metrics.json").read_text())
+    got = json.loads((resumed_dir / "metrics.json").read_text())
+    assert (got["epochs"], got["global_step"]) == (expected["epochs"], expected["global_step"])
+    assert expected["epochs"] == 3
+    want, have = _comparable(expected["metrics"]), _comparable(got["metrics"])
+    assert want.keys() == have.keys()
+    for key, value in want.items():
+        assert have[key] == pytest.approx(value, abs=1e-6), key
+    weights, resumed_weights = _state_dict(straight_dir), _state_dict(resumed_dir)
+    assert weights.keys() == resumed_weights.keys()
+    for name, tensor in weights.items():
+        torch.testing.assert_close(resumed_weights[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
 def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     data = make_tiny_cifar(tmp_path / "data")
     straight_out, killed_out = tmp_path / "straight", tmp_path / "killed"
@@ -93,18 +110,7 @@ def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert straight.wait(300) == 0, (tmp_path / "straight.log").read_text()[-3000:]
 
-    expected = json.loads((straight_out / "run" / "metrics.json").read_text())
-    got = json.loads((run_dir / "metrics.json").read_text())
-    assert (got["epochs"], got["global_step"]) == (expected["epochs"], expected["global_step"])
-    assert expected["epochs"] == 3
-    want, have = _comparable(expected["metrics"]), _comparable(got["metrics"])
-    assert want.keys() == have.keys()
-    for key, value in want.items():
-        assert have[key] == pytest.approx(value, abs=1e-6), key
-    weights, resumed_weights = _state_dict(straight_out / "run"), _state_dict(run_dir)
-    assert weights.keys() == resumed_weights.keys()
-    for name, tensor in weights.items():
-        torch.testing.assert_close(resumed_weights[name], tensor, rtol=0, atol=1e-6, msg=name)
+    assert_same_run(straight_out / "run", run_dir)
 
 
 def _living_members(group: int) -> list[str]:
@@ -181,18 +187,7 @@ def test_sigkilled_ddp_run_resumes_to_the_same_metrics(tmp_path):
     assert straight.wait(400) == 0, (tmp_path / "straight.log").read_text()[-3000:]
     assert list((killed_out / "train" / "runs").iterdir()) == [run_dir]  # no second run directory
 
-    straight_dir = next((straight_out / "train" / "runs").iterdir())
-    expected = json.loads((straight_dir / "metrics.json").read_text())
-    got = json.loads((run_dir / "metrics.json").read_text())
-    assert (got["epochs"], got["global_step"]) == (expected["epochs"], expected["global_step"])
-    assert expected["epochs"] == 3
-    want, have = _comparable(expected["metrics"]), _comparable(got["metrics"])
-    assert want.keys() == have.keys()
-    for key, value in want.items():
-        assert have[key] == pytest.approx(value, abs=1e-6), key
-    weights, resumed_weights = _state_dict(straight_dir), _state_dict(run_dir)
-    for name, tensor in weights.items():
-        torch.testing.assert_close(resumed_weights[name], tensor, rtol=0, atol=1e-6, msg=name)
+    assert_same_run(next((straight_out / "train" / "runs").iterdir()), run_dir)
 
 
 class Boom(RuntimeError):

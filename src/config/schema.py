@@ -164,7 +164,7 @@ def _train_on_val_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-# Arguments the LightningModule passes itself (src/module.py), not set in the config group.
+# Arguments the LightningModule passes itself (src/training/module.py), not set in the config group.
 SUPPLIED_ARGUMENTS = {"optimizer": {"params"}, "scheduler": {"optimizer", "total_steps"}}
 
 

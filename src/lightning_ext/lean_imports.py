@@ -11,7 +11,7 @@ paid for all three imports before its first batch: together about a tenth of its
 `install()` adds an import hook that, when torchmetrics is imported in this process, tells torchmetrics
 that these three optional packages are absent: torchmetrics then skips those imports, exactly as on a
 machine without them. torchvision, matplotlib and scipy stay installed and are imported by whoever
-uses them (the CIFAR-10 and Flowers-17 datamodules, src.insight's figures, src.report, Optuna);
+uses them (the CIFAR-10 and Flowers-17 datamodules, src.training.insight's figures, src.report, Optuna);
 only torchmetrics' own optional features built on them are unavailable in this process: its image
 metrics that need torchvision, `Metric.plot`, and the SRMR metric. Set SRC_FULL_IMPORTS=1 to switch
 this off.

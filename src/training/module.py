@@ -84,7 +84,7 @@ class ImageClassifier(L.LightningModule):
         # (weighted by batch size) and across DDP ranks.
         self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
         self.log(f"{stage}/acc", metric, on_epoch=True, prog_bar=True)
-        # The logits are for callbacks (src/insight.py: confusion matrix, mistakes); Lightning hands
+        # The logits are for callbacks (src/training/insight.py: confusion matrix, mistakes); Lightning hands
         # them to on_{validation,test}_batch_end and keeps nothing.
         return logits
 
