@@ -32,7 +32,8 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "lightning.pytorch.strategies.launchers.subprocess_script:_hydra_subprocess_cmd",
         "process.py",
         "replaced: Lightning starts the DDP ranks of a Hydra run with the parent's sys.argv, which in a "
-        "multirun holds the whole sweep (a function of that module since Lightning 2.0)",
+        "multirun holds the whole sweep (Lightning 2.x; upstream: Lightning-AI/pytorch-lightning#18175, "
+        "open)",
     ),
     *(
         PrivateName(
