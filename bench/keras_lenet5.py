@@ -1,7 +1,7 @@
 """The seed's Keras LeNet-5 on MNIST or CIFAR-10, timed: what `python -m src.bench keras` compares against.
 
 TensorFlow is not a dependency of this project, so `src.bench keras` runs this file in a throw-away
-environment next to it (the exact command is in src/bench.py, KERAS_COMMAND):
+environment next to it (the exact command is in src/benchmark/keras.py, KERAS_COMMAND):
 
     uv run --no-project --python 3.11 --with tensorflow-cpu==2.21.0 python bench/keras_lenet5.py \
         --data-dir $DATA_DIR --out bench/results/keras_raw.json

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check: everything this project claims about GPUs, measured in one call of a few minutes, into
-# one results folder (python -m src.bench gpu does the measuring; src/bench.py, "gpu check"):
+# one results folder (python -m src.bench gpu does the measuring: src/benchmark/gpu.py):
 #   1. LeNet-5/MNIST, 1 epoch, `trainer=gpu`                     -> lenet5_gpu.json (its metrics.json)
 #   2. the same with `trainer=ddp trainer.devices=1` (NCCL)      -> lenet5_ddp.json
 #   3. AlexNet (experiment=alexnet_bn_flowers17, 227x227, bf16-mixed, NHWC) on data=synthetic (Flowers-17's

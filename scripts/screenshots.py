@@ -27,6 +27,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the project's src/
+from src.runs.rundir import RunDir, find_runs  # noqa: E402
 
 # file name -> (URL fragment, window width, window height); %7C is "|" (tag filters are regexes)
 PAGES = {
@@ -47,13 +49,17 @@ SWEEP_HPARAMS_PAGES = {"tensorboard_sweep_hparams.png": ("hparams", 2400, 600)}
 SWEEP_PAGES = {"tensorboard_sweep_pool1.png": ("images&tagFilter=feature_maps%2F0%5B13%5D_", 1600, 1700)}
 
 
+def finished_runs_with_tensorboard(root: Path) -> list[RunDir]:
+    return [run for run in find_runs(root) if run.metrics_file.is_file() and run.tensorboard.is_dir()]
+
+
 def newest_run(root: Path) -> Path:
-    runs = [p.parent for p in root.rglob("metrics.json") if (p.parent / "tensorboard").is_dir()]
+    runs = finished_runs_with_tensorboard(root)
     if not runs:
         sys.exit(
             f"error: no run with metrics.json and tensorboard/ under {root}; train one first (make train)"
         )
-    return max(runs, key=lambda p: (p / "metrics.json").stat().st_mtime)
+    return max(runs, key=lambda run: run.metrics_file.stat().st_mtime).path
 
 
 def free_port() -> int:
@@ -108,17 +114,17 @@ def capture(browser: str, url: str, path: Path, width: int, height: int) -> None
 
 def sweep_logdir_spec(sweep: Path) -> str:
     """`name:path,...` for `tensorboard --logdir_spec`: each run named after the overrides it varied."""
-    runs = sorted(p.parent for p in sweep.rglob("metrics.json") if (p.parent / "tensorboard").is_dir())
+    runs = finished_runs_with_tensorboard(sweep)
     if not runs:
         sys.exit(f"error: no runs with metrics.json and tensorboard/ under {sweep}")
-    overrides = [json.loads((run / "metrics.json").read_text()).get("overrides", []) for run in runs]
+    overrides = [run.read_metrics().get("overrides", []) for run in runs]
     common = set.intersection(*map(set, overrides))
     # names may not hold "," or ":" (the separators of the spec)
     names = [
-        " ".join(o for o in own if o not in common).replace(",", ";").replace(":", "=") or run.name
+        " ".join(o for o in own if o not in common).replace(",", ";").replace(":", "=") or run.path.name
         for run, own in zip(runs, overrides, strict=True)
     ]
-    return ",".join(f"{name}:{run / 'tensorboard'}" for name, run in zip(names, runs, strict=True))
+    return ",".join(f"{name}:{run.tensorboard}" for name, run in zip(names, runs, strict=True))
 
 
 def serve_and_capture(logdir_args: list[str], pages: dict, out: Path, only: list[str] | None) -> None:
@@ -154,7 +160,7 @@ def main() -> None:
     args = parser.parse_args()
     run_dir = (args.run_dir or newest_run(ROOT / "outputs")).resolve()
     args.out.mkdir(parents=True, exist_ok=True)
-    serve_and_capture(["--logdir", str(run_dir / "tensorboard")], PAGES, args.out, args.only)
+    serve_and_capture(["--logdir", str(RunDir(run_dir).tensorboard)], PAGES, args.out, args.only)
     print(f"(run: {run_dir})")
     if args.sweep:
         serve_and_capture(["--logdir", str(args.sweep.resolve())], SWEEP_HPARAMS_PAGES, args.out, args.only)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -26,17 +25,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator  # noqa: E402
 
-from src.report import first_config, load_runs  # noqa: E402
+from src.runs.report import first_config, load_runs  # noqa: E402
+from src.runs.rundir import RunDir  # noqa: E402
 
 
 def last_image(run_dir: Path, layer: str) -> Image.Image:
-    accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={IMAGES: 0})
+    log_dir = RunDir(run_dir).tensorboard
+    accumulator = EventAccumulator(str(log_dir), size_guidance={IMAGES: 0})
     accumulator.Reload()
     tags = [
         t for t in accumulator.Tags()["images"] if t.startswith("feature_maps/") and t.endswith(f"_{layer}")
     ]
     if not tags:
-        raise SystemExit(f"error: no feature_maps/..._{layer} image in {run_dir / 'tensorboard'}")
+        raise SystemExit(f"error: no feature_maps/..._{layer} image in {log_dir}")
     event = accumulator.Images(tags[0])[-1]
     return Image.open(io.BytesIO(event.encoded_image_string))
 
@@ -63,8 +64,8 @@ def main() -> None:
             if run is None:
                 axis.set_title(f"{activation} + {pooling} pooling: no run")
                 continue
-            metrics = json.loads((run.path / "metrics.json").read_text())["metrics"]
-            zeros, mean = metrics.get(f"test/{args.layer}_zeros"), metrics.get(f"test/{args.layer}_mean")
+            zeros = run.metrics.get(f"test/{args.layer}_zeros")
+            mean = run.metrics.get(f"test/{args.layer}_mean")
             axis.imshow(last_image(run.path, args.layer))
             numbers = "" if zeros is None else f"\n{zeros:.0%} zeros, mean {mean:+.2f} (test set)"
             axis.set_title(f"{activation} + {pooling} pooling: {args.layer}{numbers}", fontsize=10)

@@ -18,7 +18,6 @@ Prints the results and writes them next to the run: `<run>/eval_<split>.json`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,22 +27,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import user_errors
-from src.errors import UserError
+from src.runs.rundir import RunDir
+from src.utils.errors import UserError, user_errors
 
 SPLITS = ("test", "val", "train")
 
 
-def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
+def load_run_config(run: RunDir, overrides: Sequence[str] = ()) -> DictConfig:
     """The run's saved config with `key=value` overrides applied (struct mode: no new keys)."""
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir} is not a directory; give the directory of a finished run")
-    for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
-        if path.is_file():
-            cfg = OmegaConf.load(path)
-            break
-    else:
-        raise UserError(f"{run_dir} is not a run directory: it has no config.yaml or .hydra/config.yaml")
+    cfg = run.read_config()
     OmegaConf.set_struct(cfg, True)
     for override in overrides:
         key, sep, value = override.partition("=")
@@ -65,30 +57,13 @@ def yaml_value(text: str) -> Any:
         return text
 
 
-def find_checkpoint(run_dir: Path) -> Path:
-    """metrics.json's tested_checkpoint (also looked up in <run>/checkpoints/ when the run was moved),
-    else checkpoints/last.ckpt."""
-    candidates = []
-    metrics = run_dir / "metrics.json"
-    if metrics.is_file():
-        tested = json.loads(metrics.read_text()).get("tested_checkpoint")
-        if tested:
-            candidates += [Path(tested), run_dir / "checkpoints" / Path(tested).name]
-    candidates.append(run_dir / "checkpoints" / "last.ckpt")
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise UserError(
-        f"no checkpoint in {run_dir}: neither metrics.json's tested_checkpoint nor checkpoints/last.ckpt"
-    )
-
-
 def evaluate(run_dir: Path, split: str = "test", overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Rebuild the run, load its checkpoint, evaluate `split`; return (and write) the results."""
     if split not in SPLITS:
         raise UserError(f"split={split} is not a choice; allowed: {', '.join(SPLITS)}")
-    cfg = load_run_config(run_dir, overrides)
-    checkpoint_path = find_checkpoint(run_dir)
+    run = RunDir(run_dir)
+    cfg = load_run_config(run, overrides)
+    checkpoint_path = run.tested_checkpoint()
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module, model=instantiate(cfg.model))
     try:
@@ -112,7 +87,7 @@ def evaluate(run_dir: Path, split: str = "test", overrides: Sequence[str] = ()) 
             predicted = module(datamodule.to_model_input(images, train=False)).argmax(dim=1)
             counts += torch.bincount(labels * classes + predicted, minlength=classes * classes)
     matrix = counts.view(classes, classes).cpu()
-    names = list(getattr(datamodule, "class_names", ()) or ()) or [str(i) for i in range(classes)]
+    names = datamodule.label_names(classes)
     per_class = matrix.diag().double() / matrix.sum(dim=1).clamp_min(1).double()
     result = {
         "run_dir": str(run_dir),
@@ -126,7 +101,7 @@ def evaluate(run_dir: Path, split: str = "test", overrides: Sequence[str] = ()) 
         "confusion_matrix": matrix.tolist(),
         "overrides": list(overrides),
     }
-    (run_dir / f"eval_{split}.json").write_text(json.dumps(result, indent=2) + "\n")
+    run.write_eval(split, result)
     return result
 
 
@@ -163,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with user_errors():
         result = evaluate(args.run_dir, split, overrides)
         print(format_result(result))
-        print(f"\nwrote {args.run_dir / f'eval_{split}.json'}")
+        print(f"\nwrote {RunDir(args.run_dir).eval_file(split)}")
 
 
 if __name__ == "__main__":

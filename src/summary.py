@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from hydra.utils import instantiate
 from torch import nn
 
-from src.config import compose_config, user_errors
+from src.config.compose import compose_config
 from src.models.shapes import layer_rows
+from src.utils.errors import user_errors
 
 
 def _shape(shape: tuple[int, ...]) -> str:

@@ -19,7 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from src.config import CONFIG_DIR, PROJECT_ROOT
+from src.config.compose import CONFIG_DIR, PROJECT_ROOT
 from tests.tiny_data import make_tiny_mnist
 
 SHARED_DATA = Path(os.environ.get("DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))

@@ -57,25 +57,26 @@ def serve() -> None:
     startup_env = dict(os.environ)
     # The heavy imports, once. The entry points import torch and Lightning only when they need them
     # (src/train.py checks the command line first), so what a run imports is named here; `src` first,
-    # as in a real run (src/lean_imports.py).
+    # as in a real run (src/lightning_ext/lean_imports.py).
     import src
 
-    src.lean_imports.install()
+    src.lightning_ext.lean_imports.install()  # done by `import src` already; it keeps `src` first here
     import lightning.pytorch  # noqa: F401
     import torch  # noqa: F401
 
-    import src.checkpoint_io  # noqa: F401
     import src.data.cifar10  # noqa: F401
     import src.data.flowers17  # noqa: F401
     import src.data.mnist  # noqa: F401
     import src.eval  # noqa: F401
-    import src.insight  # noqa: F401
+    import src.lightning_ext.checkpoints  # noqa: F401
+    import src.lightning_ext.progress  # noqa: F401
+    import src.lightning_ext.tensorboard  # noqa: F401
     import src.models.alexnet  # noqa: F401
     import src.models.lenet5  # noqa: F401
-    import src.module  # noqa: F401
-    import src.progress  # noqa: F401
-    import src.report  # noqa: F401
+    import src.runs.report  # noqa: F401
     import src.train  # noqa: F401
+    import src.training.insight  # noqa: F401
+    import src.training.module  # noqa: F401
 
     # What the imports put into the environment (e.g. Lightning's PYTORCH_NVML_BASED_CUDA_CHECK) a fresh
     # interpreter would have too.

@@ -1,4 +1,5 @@
-"""`make bench` (src/bench.py) on tiny MNIST: the suites run, time what they say, and write their files."""
+"""`make bench` (src/bench.py, src/benchmark/) on tiny MNIST: the suites run, time what they say, and write
+their files."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 import torch
 
 from src import bench
-from src.config import PROJECT_ROOT
-from src.errors import UserError
+from src.benchmark import common, keras, speed, startup
+from src.config.compose import PROJECT_ROOT
+from src.utils.errors import UserError
 from tests.tiny_data import make_tiny_cifar, make_tiny_mnist
 
 TRAIN, TEST, VAL = 256, 64, 64
@@ -21,8 +23,8 @@ TRAIN, TEST, VAL = 256, 64, 64
 
 @pytest.fixture
 def bench_dirs(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr(bench, "OUTPUT_DIR", tmp_path / "outputs")
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(common, "OUTPUT_DIR", tmp_path / "outputs")
     return tmp_path
 
 
@@ -63,9 +65,9 @@ def test_epoch_clock_stops_before_validation(bench_dirs, monkeypatch):
         def on_validation_epoch_end(self, trainer, pl_module) -> None:
             skipped[0] += 1000.0
 
-    cfg = bench.bench_config("lenet5_mnist", overrides(bench_dirs), "clock")
-    datamodule, module, trainer = bench.prepare(cfg)
-    clock = bench.EpochClock()
+    cfg = common.bench_config("lenet5_mnist", overrides(bench_dirs), "clock")
+    datamodule, module, trainer = common.prepare(cfg)
+    clock = common.EpochClock()
     trainer.callbacks.extend([SlowValidation(), clock])
     trainer.fit(module, datamodule=datamodule)
     assert skipped[0] >= 2000.0 and len(clock.rows) == 2
@@ -77,7 +79,7 @@ def test_speed_suite_writes_a_ratio_row_per_recipe_and_batch_size(bench_dirs):
     result = json.loads((bench_dirs / "results" / "speed.json").read_text())
     rows = result["rows"]
     # our recipe at three batch sizes and the seed's recipe (here all at the tiny data's batch 32)
-    assert [row["experiment"] for row in rows] == [e for e, _ in bench.SPEED_ROWS]
+    assert [row["experiment"] for row in rows] == [e for e, _ in speed.SPEED_ROWS]
     assert [row["overrides"][0] for row in rows[:3]] == [f"data.batch_size={b}" for b in (64, 128, 256)]
     for row in rows:
         speeds = row["train_images_per_second"]
@@ -94,23 +96,23 @@ def test_speed_suite_writes_a_ratio_row_per_recipe_and_batch_size(bench_dirs):
 
 def test_the_bare_loop_does_the_recipes_work(bench_dirs):
     """Same loss (label smoothing) and, for a one-cycle recipe, a schedule stepped after every batch."""
-    cfg = bench.bench_config("lenet5_mnist", overrides(bench_dirs), "bare")
-    datamodule, module, _ = bench.prepare(cfg)
+    cfg = common.bench_config("lenet5_mnist", overrides(bench_dirs), "bare")
+    datamodule, module, _ = common.prepare(cfg)
     optimizer = torch.optim.Adam(module.model.parameters())
-    scheduler = bench.bare_schedule(cfg, optimizer, total_steps=12)
+    scheduler = speed.bare_schedule(cfg, optimizer, total_steps=12)
     assert isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR) and scheduler.total_steps == 12
     steps = len(datamodule.train_dataloader())
-    bench.bare_training_epoch(module.model, datamodule, optimizer, scheduler=scheduler)
+    speed.bare_training_epoch(module.model, datamodule, optimizer, scheduler=scheduler)
     assert scheduler.last_epoch == steps
-    seed = bench.bench_config("seed_lenet5_mnist", overrides(bench_dirs), "bare_seed")
-    assert bench.bare_schedule(seed, optimizer, total_steps=12) is None  # constant learning rate
+    seed = common.bench_config("seed_lenet5_mnist", overrides(bench_dirs), "bare_seed")
+    assert speed.bare_schedule(seed, optimizer, total_steps=12) is None  # constant learning rate
 
 
 def test_startup_suite_times_answers_and_first_batch(bench_dirs, monkeypatch):
-    monkeypatch.setattr(bench, "MISTAKES", bench.MISTAKES[:2])
-    monkeypatch.setattr(bench, "IMPORTS", (("import json", "import json"),))
+    monkeypatch.setattr(startup, "MISTAKES", startup.MISTAKES[:2])
+    monkeypatch.setattr(startup, "IMPORTS", (("import json", "import json"),))
     monkeypatch.setattr(
-        bench, "importtime_top", lambda *args, **kwargs: [{"module": "json", "seconds": 0.01}]
+        startup, "importtime_top", lambda *args, **kwargs: [{"module": "json", "seconds": 0.01}]
     )
     data = make_tiny_mnist(bench_dirs / "data", train=TRAIN, test=TEST)
     monkeypatch.setenv("DATA_DIR", str(data))
@@ -126,7 +128,7 @@ def test_startup_suite_times_answers_and_first_batch(bench_dirs, monkeypatch):
     assert result["summary"]["seconds"] > 0 and result["commit"]
     # a second label becomes a second column of the same table
     (bench_dirs / "results" / "startup_after.json").write_text(json.dumps({**result, "commit": "abc1234"}))
-    bench.save_startup("after", result)
+    startup.save_startup("after", result)
     markdown = (bench_dirs / "results" / "startup.md").read_text()
     assert markdown.startswith("| what the user runs | before (`")
     assert "| `python -m src.train pooling=median` (unknown group choice) |" in markdown
@@ -134,7 +136,7 @@ def test_startup_suite_times_answers_and_first_batch(bench_dirs, monkeypatch):
 
 
 def test_importtime_top_reads_the_top_level_imports():
-    top = bench.importtime_top([sys.executable, "-c", "import json, email.parser"], PROJECT_ROOT, top=50)
+    top = startup.importtime_top([sys.executable, "-c", "import json, email.parser"], PROJECT_ROOT, top=50)
     names = [entry["module"] for entry in top]
     assert "json" in names and "email.parser" in names and "json.decoder" not in names  # nested: not top
     assert all(entry["seconds"] >= 0 for entry in top)
@@ -154,7 +156,7 @@ def test_keras_suite_compares_against_the_keras_figure(bench_dirs, monkeypatch):
     # A stand-in for bench/keras_lenet5.py (TensorFlow is not installed in the test environment).
     fake = bench_dirs / "fake_keras.py"
     fake.write_text(FAKE_KERAS)
-    monkeypatch.setattr(bench, "KERAS_COMMAND", [sys.executable, str(fake)])
+    monkeypatch.setattr(keras, "KERAS_COMMAND", [sys.executable, str(fake)])
     args = overrides(bench_dirs)
     make_tiny_cifar(bench_dirs / "data")  # beside the tiny MNIST: the CIFAR-10 rows run too
     bench.main(["keras", *args, "trainer.max_epochs=1"])
@@ -188,7 +190,7 @@ def test_keras_suite_compares_against_the_keras_figure(bench_dirs, monkeypatch):
 def test_keras_suite_without_cifar10_says_so(bench_dirs, monkeypatch):
     fake = bench_dirs / "fake_keras.py"
     fake.write_text(FAKE_KERAS)
-    monkeypatch.setattr(bench, "KERAS_COMMAND", [sys.executable, str(fake)])
+    monkeypatch.setattr(keras, "KERAS_COMMAND", [sys.executable, str(fake)])
     bench.main(["keras", *overrides(bench_dirs), "trainer.max_epochs=1"])
     result = json.loads((bench_dirs / "results" / "keras.json").read_text())
     assert result["cifar10"] == {"skipped": f"no CIFAR-10 in {bench_dirs / 'data'}"}
@@ -199,9 +201,9 @@ def test_keras_suite_without_cifar10_says_so(bench_dirs, monkeypatch):
 
 
 def test_keras_suite_failure_is_one_clear_line(bench_dirs, monkeypatch):
-    monkeypatch.setattr(bench, "KERAS_COMMAND", [sys.executable, "-c", "raise SystemExit('no tensorflow')"])
+    monkeypatch.setattr(keras, "KERAS_COMMAND", [sys.executable, "-c", "raise SystemExit('no tensorflow')"])
     with pytest.raises(UserError, match="the Keras benchmark failed .*: no tensorflow"):
-        bench.keras_speed(str(bench_dirs), bench_dirs / "k.json")
+        keras.keras_speed(str(bench_dirs), bench_dirs / "k.json")
 
 
 def test_keras_script_reads_mnist_idx_plain_and_gz(tmp_path):
@@ -228,7 +230,7 @@ def test_keras_script_reads_cifar10_archive_as_src_train_does(tmp_path):
     images, labels = keras_lenet5.load_cifar10(data, "train")
     test_images, test_labels = keras_lenet5.load_cifar10(data, "test")
     assert images.shape == (100, 32, 32, 3) and test_images.shape == (30, 32, 32, 3)
-    ours = CIFAR10DataModule(str(data), str(tmp_path / "cache"), 10, 3, 32, 3, val_size=0, download=False)
+    ours = CIFAR10DataModule(str(data), str(tmp_path / "cache"), 32, 3, val_size=0, download=False)
     ours.setup()
     # the same images, in the same order, with the same labels (NHWC / 255 there, uint8 NCHW here)
     expected = ours.splits["train"].images.permute(0, 2, 3, 1).numpy().astype(np.float32) / 255.0

@@ -14,7 +14,7 @@ import torch
 from src.data import cifar10, files
 from src.data.base import random_crops
 from src.data.cifar10 import CIFAR10DataModule
-from src.errors import DataError
+from src.utils.errors import DataError
 from tests.conftest import SHARED_DATA
 from tests.tiny_data import snapshot, write_cifar_archive
 
@@ -34,7 +34,7 @@ def read_only_data(tmp_path: Path):
 
 
 def make(data_dir: Path, cache_dir: Path, **overrides) -> CIFAR10DataModule:
-    kwargs = dict(num_classes=10, image_channels=3, input_size=32, input_channels=3, batch_size=16)
+    kwargs = dict(input_size=32, input_channels=3, batch_size=16)
     kwargs.update(val_size=VAL_SIZE, download=False)
     return CIFAR10DataModule(str(data_dir), str(cache_dir), **{**kwargs, **overrides})
 
@@ -239,7 +239,7 @@ def test_flip_eval_gives_each_evaluated_image_with_its_mirror_image(read_only_da
     assert flipped.to_model_input(images, train=True).shape == (4, 3, 32, 32)  # training: one image
 
     from src.models import LeNet5
-    from src.module import ImageClassifier
+    from src.training.module import ImageClassifier
 
     module = ImageClassifier(LeNet5(in_channels=3), optimizer=torch.optim.Adam).eval()
     with torch.no_grad():  # the module averages the two predictions' probabilities

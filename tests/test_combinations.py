@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from src.config import choices
-from src.schema import config_problems
+from src.config.compose import choices
+from src.config.schema import config_problems
 from src.train import train
 from tests.conftest import compose_train_config
 from tests.tiny_data import make_tiny_cifar, make_tiny_flowers, make_tiny_mnist

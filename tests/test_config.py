@@ -3,9 +3,10 @@ import itertools
 import pytest
 from hydra.utils import instantiate
 
-from src.config import check_choices, choices, group_file_arguments
-from src.errors import ConfigError
-from src.schema import config_problems
+from src.config.check import group_file_arguments, group_file_precisions
+from src.config.compose import check_choices, choices
+from src.config.schema import config_problems
+from src.utils.errors import ConfigError
 from tests.conftest import compose_train_config, run_cli
 
 POOLINGS, PADDINGS = ("max", "avg", "min"), ("valid", "same", "paper")
@@ -105,6 +106,19 @@ def test_the_config_check_trusts_only_the_keys_conf_sets_for_each_class(tmp_path
     cfg = compose_train_config(["experiment=alexnet_flowers17", "scheduler=cosine"], tmp_path)
     assert config_problems(cfg, known) == config_problems(cfg)  # patience: not known for cosine
     assert len(config_problems(cfg, known)) == 1
+
+
+def test_the_precisions_conf_sets_are_lightnings(tmp_path):
+    """validate_command_line asks Lightning only about a precision conf/trainer/ never sets."""
+    from src.lightning_ext.precision import precision_values
+
+    assert group_file_precisions() == {"32-true", "bf16-mixed"}
+    assert group_file_precisions() <= set(precision_values())
+    cfg = compose_train_config(["trainer.precision=32"], tmp_path)
+    assert config_problems(cfg, known_precisions=group_file_precisions()) == []
+    cfg = compose_train_config(["trainer.precision=17"], tmp_path)
+    allowed = ", ".join(precision_values())
+    assert config_problems(cfg) == [f"trainer.precision=17 is not a choice; allowed: {allowed}"]
 
 
 def test_train_on_val_needs_the_last_checkpoint_and_no_early_stopping(tmp_path):

@@ -17,8 +17,8 @@ import yaml
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
 from src.data.base import EpochBatchSampler
-from src.distributed import SlurmLauncher, child_command, rank_overrides, task_overrides
 from src.train import train
+from src.training.distributed import SlurmLauncher, child_command, rank_overrides, task_overrides
 from tests.conftest import PROJECT_ROOT, compose_train_config, fast_overrides, run_cli
 
 # A single process with batch 2B against 2 DDP processes with batch B each: the same samples per step,

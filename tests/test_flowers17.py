@@ -24,7 +24,7 @@ from src.data.flowers17 import (
     pca_lighting,
     stratified_split,
 )
-from src.errors import ConfigError, DataError
+from src.utils.errors import ConfigError, DataError
 from tests.conftest import SHARED_DATA
 from tests.tiny_data import snapshot, tiny_flowers_jpegs, write_tgz
 
@@ -67,7 +67,7 @@ def cache_dir(tmp_path_factory, data_dir):
 
 
 def make(data_dir: Path, cache_dir: Path, **overrides) -> Flowers17DataModule:
-    kwargs = dict(num_classes=17, image_channels=3, input_size=227, input_channels=3, batch_size=8)
+    kwargs = dict(input_size=227, input_channels=3, batch_size=8)
     kwargs.update(eval_batch_size=10, download=False)
     return Flowers17DataModule(str(data_dir), str(cache_dir), **{**kwargs, **overrides})
 
@@ -273,7 +273,8 @@ def test_min_crop_area_switches_training_to_random_resized_crops(tmp_path):
     assert fixed.shape == resized.shape == (4, 3, 227, 227)
     assert not torch.allclose(fixed, resized)
     for bad in (0, 1.5):
-        with pytest.raises(ConfigError, match=rf"data.min_crop_area={bad} must be in \(0, 1\] or null"):
+        message = rf"data.min_crop_area={bad} is out of range: must be 0 < min_crop_area <= 1 or null"
+        with pytest.raises(ConfigError, match=message):
             make(tmp_path, tmp_path, min_crop_area=bad)
 
 

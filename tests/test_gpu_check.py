@@ -14,8 +14,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from src import bench
-from src.config import PROJECT_ROOT, compose_config
+from src.benchmark.common import CPU, autocast, device_of, gpu_busy_seconds
+from src.config.compose import PROJECT_ROOT, compose_config
+from src.utils.errors import UserError
 from tests.tiny_data import make_tiny_mnist
 
 EXPECTED_FILES = {"env.txt", "log.txt", "gpu_check.json", "gpu_check.md", "profile.txt"}
@@ -114,8 +115,8 @@ def test_gpu_busy_time_counts_overlapping_work_once():
         event(cuda, 0, 100, name="Optimizer.step#SGD.step"),
         event(cuda, 40, 90, name="my block", annotation=True),
     ]
-    assert bench._busy_seconds(events) == pytest.approx(25e-6)  # [0, 15] and [20, 30], in microseconds
-    assert bench._busy_seconds([]) == 0
+    assert gpu_busy_seconds(events) == pytest.approx(25e-6)  # [0, 15] and [20, 30], in microseconds
+    assert gpu_busy_seconds([]) == 0
 
 
 def test_batches_are_served_from_a_device_copy_made_once(tmp_path):
@@ -161,9 +162,9 @@ def test_synthetic_data_has_flowers17_shapes_and_pipeline(tmp_path):
 
 
 def test_bare_loop_uses_lightnings_precision():
-    assert isinstance(bench.autocast(torch.device("cpu"), "32-true"), type(bench.autocast(bench.CPU, "32")))
-    assert bench.autocast(torch.device("cuda"), "bf16-mixed").fast_dtype == torch.bfloat16
-    with pytest.raises(bench.UserError, match="32-true or bf16-mixed"):
-        bench.autocast(torch.device("cuda"), "16-mixed")
-    assert bench.device_of(compose_config(["trainer=gpu"])) == torch.device("cuda")
-    assert bench.device_of(compose_config(["trainer=ddp_sim"])) == torch.device("cpu")
+    assert isinstance(autocast(torch.device("cpu"), "32-true"), type(autocast(CPU, "32")))
+    assert autocast(torch.device("cuda"), "bf16-mixed").fast_dtype == torch.bfloat16
+    with pytest.raises(UserError, match="32-true or bf16-mixed"):
+        autocast(torch.device("cuda"), "16-mixed")
+    assert device_of(compose_config(["trainer=gpu"])) == torch.device("cuda")
+    assert device_of(compose_config(["trainer=ddp_sim"])) == torch.device("cpu")

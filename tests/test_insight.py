@@ -1,5 +1,5 @@
-"""What a run writes into TensorBoard (src/insight.py), read back from the event files and from a real
-TensorBoard server."""
+"""What a run writes into TensorBoard (src/training/insight.py), read back from the event files and from a
+real TensorBoard server."""
 
 from __future__ import annotations
 
@@ -173,11 +173,11 @@ def test_alexnet_feature_maps_and_filters(tmp_path):
 
 
 def test_the_insight_callbacks_are_one_callback_for_lightning():
-    """src.train groups them (src/insight.py: group_insight): Lightning calls each hook once a step, and
-    only the callbacks that implement it are called, in their order."""
+    """src.train groups them (src/training/insight.py: group_insight): Lightning calls each hook once a step,
+    and only the callbacks that implement it are called, in their order."""
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from src.insight import ConvFilters, ImagesPerSecond, InputGrid, Insight, group_insight
+    from src.training.insight import ConvFilters, ImagesPerSecond, InputGrid, Insight, group_insight
 
     calls = []
 
@@ -189,7 +189,7 @@ def test_the_insight_callbacks_are_one_callback_for_lightning():
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
             calls.append(("second", batch_idx))
 
-    Probe.__module__ = SecondProbe.__module__ = "src.insight"  # as if defined there
+    Probe.__module__ = SecondProbe.__module__ = "src.training.insight"  # as if defined there
     monitor = LearningRateMonitor()
     callbacks = [Probe(), ConvFilters(), SecondProbe(), monitor]
     grouped = group_insight(callbacks)

@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.errors import ConfigError
-from src.layers import MinPool2d, SameConv2d, conv2d, conv_output_size, pool2d, same_padding
+from src.models.geometry import conv_output_size, same_padding
+from src.models.layers import MinPool2d, SameConv2d, conv2d, pool2d
+from src.utils.errors import ConfigError
 
 
 def test_min_pooling_is_minus_max_of_minus_x():

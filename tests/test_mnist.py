@@ -9,14 +9,12 @@ import torch
 from src.data import files
 from src.data.files import download_dir
 from src.data.mnist import MNISTDataModule
-from src.errors import DataError
+from src.utils.errors import DataError
 from tests.tiny_data import make_tiny_mnist
 
 
 def datamodule(data_dir, cache_dir, **kwargs) -> MNISTDataModule:
     defaults = dict(
-        num_classes=10,
-        image_channels=1,
         input_size=32,
         input_channels=1,
         batch_size=32,

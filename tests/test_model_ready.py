@@ -14,7 +14,7 @@ from tests.tiny_data import make_tiny_mnist, write_cifar_archive
 
 
 def mnist(data_dir: Path, cache_dir: Path, **overrides) -> MNISTDataModule:
-    kwargs = dict(num_classes=10, image_channels=1, input_size=32, input_channels=1, batch_size=32)
+    kwargs = dict(input_size=32, input_channels=1, batch_size=32)
     kwargs.update(val_size=50, download=False, eval_batch_size=40, seed=3)
     datamodule = MNISTDataModule(str(data_dir), str(cache_dir), **{**kwargs, **overrides})
     datamodule.setup()
@@ -23,7 +23,7 @@ def mnist(data_dir: Path, cache_dir: Path, **overrides) -> MNISTDataModule:
 
 def batches(datamodule, split: str, train: bool, epoch: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """What the network gets: each batch after on_after_batch_transfer (training: the train view)."""
-    loader = datamodule._loader(split, train=train)
+    loader = datamodule.loader(split, train=train)
     loader.sampler.set_epoch(epoch)  # EpochBatchSampler, as Lightning sets it each epoch
     out = []
     for images, labels in loader:
@@ -54,9 +54,9 @@ def test_model_ready_mnist_batches_are_the_per_batch_ones(tmp_path, input_size, 
 def test_a_split_is_made_ready_once_and_shared_by_its_loaders(tmp_path):
     data = make_tiny_mnist(tmp_path / "data", train=200, test=60)
     datamodule = mnist(data, tmp_path / "cache", val_size=0)  # val and test: the same split
-    first = datamodule._loader("val", train=False).dataset
-    assert first.model_ready and first is datamodule._loader("test", train=False).dataset
-    assert first is datamodule._loader("test", train=True).dataset  # no augmentation: one view
+    first = datamodule.loader("val", train=False).dataset
+    assert first.model_ready and first is datamodule.loader("test", train=False).dataset
+    assert first is datamodule.loader("test", train=True).dataset  # no augmentation: one view
     assert datamodule.splits["test"].images.dtype == torch.uint8  # the raw split is kept as it was
 
 
@@ -69,7 +69,7 @@ def test_on_after_batch_transfer_passes_model_ready_batches_through(tmp_path):
 
 def test_augmented_training_stays_per_batch_and_evaluation_is_made_ready(tmp_path):
     write_cifar_archive(tmp_path / "cifar-10-python.tar.gz")
-    kwargs = dict(num_classes=10, image_channels=3, input_size=32, input_channels=3, batch_size=16)
+    kwargs = dict(input_size=32, input_channels=3, batch_size=16)
     augmented = CIFAR10DataModule(
         str(tmp_path), str(tmp_path / "cache"), val_size=10, download=False, **kwargs
     )

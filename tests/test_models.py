@@ -1,10 +1,16 @@
 import pytest
 import torch
 
-from src.layers import InputTooSmallError
 from src.models import AlexNet, AlexNetBN, LeNet5
 from src.models.alexnet import keras_param_count
-from src.models.geometry import PLANS, alexnet_bn_plan, alexnet_plan, check_network, lenet5_plan
+from src.models.geometry import (
+    PLANS,
+    InputTooSmallError,
+    alexnet_bn_plan,
+    alexnet_plan,
+    check_network,
+    lenet5_plan,
+)
 from src.models.shapes import layer_rows, pooled_shapes
 
 
@@ -156,7 +162,7 @@ def test_rectangular_inputs_and_the_first_layer_that_fails():
 
 
 def test_a_config_check_of_a_network_needs_no_torch_and_gives_its_messages():
-    from src.errors import ConfigError
+    from src.utils.errors import ConfigError
 
     assert check_network("src.models.LeNet5", {"input_size": 32, "pooling": "avg"})
     assert check_network("src.models.alexnet.AlexNetBN", {})

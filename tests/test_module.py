@@ -4,7 +4,7 @@ from functools import partial
 import torch
 
 from src.models import LeNet5
-from src.module import ImageClassifier
+from src.training.module import ImageClassifier
 
 
 def classifier(**kwargs) -> ImageClassifier:
@@ -56,7 +56,7 @@ def test_progress_bar_updates_at_most_every_min_seconds_and_at_the_last_batch(mo
 
     from lightning.pytorch.callbacks import RichProgressBar as LightningBar
 
-    from src import progress
+    from src.lightning_ext import progress
 
     drawn, clock = [], iter(range(100))  # monotonic() ticks 1 s per call
     monkeypatch.setattr(LightningBar, "on_train_batch_end", lambda self, t, m, o, b, i: drawn.append(i))

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.report import load_runs, report
 from src.report import main as report_main
-from src.rundir import running
+from src.runs.report import load_runs, report
+from src.runs.rundir import RunDir
 from src.train import train
 from tests.conftest import compose_train_config, fast_overrides, make_tiny_mnist, run_cli
 
@@ -100,7 +100,7 @@ def test_runs_that_differ_only_in_seed_are_one_setting_with_mean_and_std(tmp_pat
         fake_run(tmp_path, str(job), ["data=mnist", f"pooling={pooling}", f"seed={seed}"], acc)
     fake_run(tmp_path, "6", ["data=mnist", "pooling=avg", "seed=1"])  # died: no metrics.json, no lock
     live = fake_run(tmp_path, "7", ["data=mnist", "pooling=avg", "seed=2"])
-    with running(live):  # a process holds the run's lock: still training
+    with RunDir(live).running():  # a process holds the run's lock: still training
         text = report(tmp_path)
     rows = table_rows(text, "`pooling=")
     by_setting = {row[0]: row for row in rows if "±" in row[2]}

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.checkpoint_io import AtomicCheckpointIO
-from src.config import PROJECT_ROOT
-from src.data.files import atomic_save
-from src.train import train, write_json_atomically
+from src.config.compose import PROJECT_ROOT
+from src.lightning_ext.checkpoints import AtomicCheckpointIO
+from src.train import train
+from src.utils.files import atomic_save, write_json_atomically
 from tests.conftest import compose_train_config, fast_overrides
 from tests.tiny_data import make_tiny_cifar
 
@@ -35,7 +35,7 @@ def _command(data_dir: Path, out: Path) -> list[str]:
         "trainer.max_epochs=3",
         "trainer.deterministic=true",
         # Sleeps after each epoch's checkpoint, so the kill below lands between two checkpoints.
-        "+callbacks.pause._target_=src.reliability.EpochPause",
+        "+callbacks.pause._target_=tests.callbacks.EpochPause",
         "+callbacks.pause.seconds=3",
     ]
 
@@ -60,6 +60,23 @@ def _state_dict(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def _comparable(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if not any(word in k for word in TIMING)}
+
+
+def assert_same_run(straight_dir: Path, resumed_dir: Path) -> None:
+    """The resumed run ends as the run left alone did: 3 epochs, the same steps, metrics (timings aside)
+    and weights, to 1e-6."""
+    expected = json.loads((straight_dir / "metrics.json").read_text())
+    got = json.loads((resumed_dir / "metrics.json").read_text())
+    assert (got["epochs"], got["global_step"]) == (expected["epochs"], expected["global_step"])
+    assert expected["epochs"] == 3
+    want, have = _comparable(expected["metrics"]), _comparable(got["metrics"])
+    assert want.keys() == have.keys()
+    for key, value in want.items():
+        assert have[key] == pytest.approx(value, abs=1e-6), key
+    weights, resumed_weights = _state_dict(straight_dir), _state_dict(resumed_dir)
+    assert weights.keys() == resumed_weights.keys()
+    for name, tensor in weights.items():
+        torch.testing.assert_close(resumed_weights[name], tensor, rtol=0, atol=1e-6, msg=name)
 
 
 def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tmp_path):
@@ -93,18 +110,7 @@ def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert straight.wait(300) == 0, (tmp_path / "straight.log").read_text()[-3000:]
 
-    expected = json.loads((straight_out / "run" / "metrics.json").read_text())
-    got = json.loads((run_dir / "metrics.json").read_text())
-    assert (got["epochs"], got["global_step"]) == (expected["epochs"], expected["global_step"])
-    assert expected["epochs"] == 3
-    want, have = _comparable(expected["metrics"]), _comparable(got["metrics"])
-    assert want.keys() == have.keys()
-    for key, value in want.items():
-        assert have[key] == pytest.approx(value, abs=1e-6), key
-    weights, resumed_weights = _state_dict(straight_out / "run"), _state_dict(run_dir)
-    assert weights.keys() == resumed_weights.keys()
-    for name, tensor in weights.items():
-        torch.testing.assert_close(resumed_weights[name], tensor, rtol=0, atol=1e-6, msg=name)
+    assert_same_run(straight_out / "run", run_dir)
 
 
 def _living_members(group: int) -> list[str]:
@@ -181,18 +187,7 @@ def test_sigkilled_ddp_run_resumes_to_the_same_metrics(tmp_path):
     assert straight.wait(400) == 0, (tmp_path / "straight.log").read_text()[-3000:]
     assert list((killed_out / "train" / "runs").iterdir()) == [run_dir]  # no second run directory
 
-    straight_dir = next((straight_out / "train" / "runs").iterdir())
-    expected = json.loads((straight_dir / "metrics.json").read_text())
-    got = json.loads((run_dir / "metrics.json").read_text())
-    assert (got["epochs"], got["global_step"]) == (expected["epochs"], expected["global_step"])
-    assert expected["epochs"] == 3
-    want, have = _comparable(expected["metrics"]), _comparable(got["metrics"])
-    assert want.keys() == have.keys()
-    for key, value in want.items():
-        assert have[key] == pytest.approx(value, abs=1e-6), key
-    weights, resumed_weights = _state_dict(straight_dir), _state_dict(run_dir)
-    for name, tensor in weights.items():
-        torch.testing.assert_close(resumed_weights[name], tensor, rtol=0, atol=1e-6, msg=name)
+    assert_same_run(next((straight_out / "train" / "runs").iterdir()), run_dir)
 
 
 class Boom(RuntimeError):
@@ -235,7 +230,7 @@ def test_a_process_killed_while_saving_a_checkpoint_leaves_the_old_one(tmp_path)
     AtomicCheckpointIO().save_checkpoint({"value": 1}, path)
     script = (
         "import os, torch\n"
-        "from src.checkpoint_io import AtomicCheckpointIO\n"
+        "from src.lightning_ext.checkpoints import AtomicCheckpointIO\n"
         "def die(obj, handle, *a, **k):\n"
         "    handle.write(b'partial'); handle.flush(); os._exit(9)\n"
         "torch.save = die\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from src.config import PROJECT_ROOT
+from src.config.compose import PROJECT_ROOT
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 UV_SCRIPT = PROJECT_ROOT / "scripts" / "uv"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from src.config import PROJECT_ROOT
+from src.config.compose import PROJECT_ROOT
 from tests.conftest import fast_overrides
 from tests.tiny_data import make_tiny_mnist
 
@@ -104,9 +104,9 @@ def test_a_fast_dev_run_imports_only_what_it_uses(tmp_path):
         tmp_path, "src.train", *fast_overrides(data, tmp_path), "debug=fast"
     )
     assert result.returncode == 0, messages[-5:]
-    assert {"torch", "lightning", "torchmetrics", "src.module"} <= modules
+    assert {"torch", "lightning", "torchmetrics", "src.training.module"} <= modules
     # no figure, no logger (fast_dev_run), no sweep, and MNIST is read without torchvision;
-    # torchmetrics' own optional imports of these are skipped (src/lean_imports.py)
+    # torchmetrics' own optional imports of these are skipped (src/lightning_ext/lean_imports.py)
     unused = ("torchvision", "matplotlib", "tensorboard", "scipy", "optuna", "joblib", "pandas")
     assert not sorted(module for module in modules if module.split(".")[0] in unused)
 
@@ -118,7 +118,12 @@ def test_missing_data_is_reported_before_the_model_and_trainer_are_built(tmp_pat
     assert result.returncode == 2
     assert re.match(r"error: MNIST not found: expected train-images-idx3-ubyte", messages[-1]), messages[-3:]
     # the LightningModule, callbacks and loggers were never instantiated
-    assert not modules & {"src.module", "src.insight", "src.progress", "src.checkpoint_io"}
+    assert not modules & {
+        "src.training.module",
+        "src.training.insight",
+        "src.lightning_ext.progress",
+        "src.lightning_ext.checkpoints",
+    }
 
 
 def test_summary_imports_torch_but_not_lightning_or_the_compiler(tmp_path):
@@ -129,8 +134,8 @@ def test_summary_imports_torch_but_not_lightning_or_the_compiler(tmp_path):
 
 
 def test_torchmetrics_sees_its_optional_packages_as_absent():
-    """src/lean_imports.py's hook is installed by `import src` (conftest.py imported it before anything
-    imported torchmetrics); if torchmetrics renames these flags, this fails."""
+    """src/lightning_ext/lean_imports.py's hook is installed by `import src` (conftest.py imported it before
+    anything imported torchmetrics); if torchmetrics renames these flags, this fails."""
     import torchmetrics.utilities.imports as flags
     from torchmetrics import MaxMetric
     from torchmetrics.classification import MulticlassAccuracy

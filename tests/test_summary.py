@@ -9,7 +9,7 @@ def test_summary_table_shows_shapes_and_total(capsys):
 
 
 def test_summary_alexnet_paper_shapes(capsys):
-    main(["model=alexnet", "data.num_classes=1000", "model.groups=2"])
+    main(["model=alexnet", "model.num_classes=1000", "model.groups=2"])
     out = capsys.readouterr().out
     assert "256 x 6 x 6" in out and "Total params: 60,965,224" in out
 

@@ -11,9 +11,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from src.config import PROJECT_ROOT, validate_command_line
-from src.errors import ConfigError
-from src.module import LOGGED_METRICS
+from src.config.check import validate_command_line
+from src.config.compose import PROJECT_ROOT
+from src.training.metric_names import LOGGED_METRICS
+from src.utils.errors import ConfigError
 from tests.conftest import fast_overrides, run_cli
 
 
@@ -158,7 +159,7 @@ def test_slurm_launcher_settings_for_two_nodes_of_four_gpus(tmp_path, monkeypatc
     )
     assert result.returncode == 0, result.stderr[-3000:]
     launcher = yaml.safe_load(result.stdout)
-    assert launcher["_target_"] == "src.distributed.SlurmLauncher"
+    assert launcher["_target_"] == "src.training.distributed.SlurmLauncher"
     assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 4, 4)
     assert launcher["partition"] == "gpu" and launcher["timeout_min"] == 60
     assert launcher["submitit_folder"].startswith(f"{tmp_path}/train/multiruns/")

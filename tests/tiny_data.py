@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from src.data.cifar10 import CIFAR10DataModule
+from src.data.catalog import CIFAR10
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
@@ -60,7 +60,7 @@ def write_cifar_archive(
     rng = np.random.default_rng(seed)
     batches = {f"data_batch_{k}": _batch(rng, per_batch, f"training batch {k}") for k in range(1, 6)}
     batches["test_batch"] = _batch(rng, test_size, "testing batch 1")
-    meta = {"label_names": list(CIFAR10DataModule.class_names), "num_cases_per_batch": per_batch}
+    meta = {"label_names": list(CIFAR10.class_names), "num_cases_per_batch": per_batch}
     with tarfile.open(path, "w:gz") as tar:
         for name, content in {**batches, "batches.meta": meta}.items():
             blob = pickle.dumps(content, protocol=2)

@@ -1,1 +1,2 @@
-"""LightningDataModules. Each keeps its images in memory as uint8 tensors (see base.py)."""
+"""LightningDataModules that keep their images in memory as uint8 tensors (base.py), and each dataset's
+card (catalog.py, torch-free): its classes, channels and the limits of its options."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 import torch
@@ -34,7 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from src.errors import ConfigError, DataError
+from src.data.catalog import DatasetCard
+from src.utils.errors import ConfigError, DataError
 
 
 class TensorSplit(Dataset):
@@ -192,12 +194,15 @@ class InMemoryDataModule(L.LightningDataModule):
 
     Per-batch work happens in `on_after_batch_transfer`: `augment` (training only, dataset-specific),
     `eval_view` (validation/test, e.g. a centre crop), then `fit_to_input` and normalisation.
+
+    What the dataset is (its classes, channels, the limits of its options) is its `card`
+    (src/data/catalog.py); the constructor checks the options against it.
     """
 
+    card: ClassVar[DatasetCard]
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
     pad_from: int | None = None  # see fit_to_input
-    class_names: tuple[str, ...] = ()
     ready_budget_bytes: int = 1 << 30  # model-ready copies of a split up to this size (float32)
     READY_CHUNK = 8192  # images made ready at a time (bounds the temporary memory)
 
@@ -205,8 +210,6 @@ class InMemoryDataModule(L.LightningDataModule):
         self,
         data_dir: str,
         cache_dir: str,
-        num_classes: int,
-        image_channels: int,
         input_size: int,
         input_channels: int,
         batch_size: int = 128,
@@ -218,8 +221,10 @@ class InMemoryDataModule(L.LightningDataModule):
         flip_eval: bool = False,
     ) -> None:
         super().__init__()
+        options = dict(batch_size=batch_size, eval_batch_size=eval_batch_size, split_seed=split_seed)
+        options.update(download=download, keep_on_device=keep_on_device, flip_eval=flip_eval)
+        self.card.check(options, input_size)
         self.data_dir, self.cache_dir = Path(data_dir).expanduser(), Path(cache_dir).expanduser()
-        self.num_classes, self.image_channels = num_classes, image_channels
         self.input_size, self.input_channels = input_size, input_channels
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.seed, self.split_seed, self.download = seed, split_seed, download
@@ -236,6 +241,16 @@ class InMemoryDataModule(L.LightningDataModule):
         self.evaluating_split: str | None = None
         self._prepared = False
         self._ready: dict[tuple[int, str], tuple[TensorSplit, TensorSplit]] = {}
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.card.class_names
+
+    def label_names(self, count: int) -> list[str]:
+        """Names for a network's `count` outputs: the class names, or the output indices where the
+        network was given another number of classes (`model.num_classes=...`)."""
+        names = list(self.class_names)
+        return names if len(names) == count else [str(i) for i in range(count)]
 
     def prepare_data(self) -> None:
         """Find the dataset (download, decompress or decode it into the cache if need be), once per
@@ -257,7 +272,7 @@ class InMemoryDataModule(L.LightningDataModule):
         accuracy is a test accuracy: fine for a reproduction, not for model selection)."""
         if val_size == 0:
             return {"train": TensorSplit(images, labels), "val": test, "test": test}
-        if not 0 < val_size < len(labels):
+        if val_size >= len(labels):  # the lower limit is the card's rule, checked in __init__
             raise DataError(
                 f"data.val_size={val_size} is out of range: must be 0 (validate on test) to {len(labels) - 1}"
             )
@@ -294,7 +309,8 @@ class InMemoryDataModule(L.LightningDataModule):
             self._device_splits[key] = (ready, ready.to(device))
         return self._device_splits[key][1]
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def loader(self, split: str, train: bool = False) -> DataLoader:
+        """The batches of `split` in this process's share: shuffled and augmented (`train`), or in order."""
         rank, world_size = self._rank_and_world()
         dataset = self.served_split(split, train)
         sampler = EpochBatchSampler(
@@ -312,13 +328,13 @@ class InMemoryDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=0, generator=generator)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+        return self.loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
+        return self.loader("val", train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        return self.loader("test", train=False)
 
     # ------------------------------------------------------------------------------ batch work
     def static_inputs(self, train: bool) -> bool:

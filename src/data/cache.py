@@ -11,7 +11,7 @@ worth keeping if a later run can tell that it is whole and current, so each one 
 - `crc32`: a checksum of every tensor's bytes, so a truncated or damaged file is caught when read.
 
 `load_or_build` returns the tensors when all three match; otherwise it says in one line why the entry is
-rebuilt, rebuilds it from the source, and the run goes on. Writes are atomic (src/data/files.py).
+rebuilt, rebuilds it from the source, and the run goes on. Writes are atomic (src/utils/files.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from src.data.files import atomic_save
+from src.utils.files import atomic_save
 
 LAYOUT = 1
 log = logging.getLogger(__name__)

@@ -27,10 +27,11 @@ import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10
 
+from src.data import catalog
 from src.data.base import InMemoryDataModule, TensorSplit, random_crops
 from src.data.cache import fingerprint, load_or_build
 from src.data.files import download_atomically, download_dir, extract_folder_atomically
-from src.errors import DataError
+from src.utils.errors import DataError
 
 ARCHIVE = CIFAR10.filename  # cifar-10-python.tar.gz
 FOLDER = CIFAR10.base_folder  # cifar-10-batches-py
@@ -130,14 +131,15 @@ def read_cifar10(root: Path, train: bool) -> tuple[Tensor, Tensor]:
 
 # -------------------------------------------------------------------------------- datamodule
 class CIFAR10DataModule(InMemoryDataModule):
+    card = catalog.CIFAR10
     mean = (0.4914, 0.4822, 0.4465)
     # The per-channel std of all training pixels; the often-copied (0.2023, 0.1994, 0.2010) is the
     # mean of the per-image stds instead.
     std = (0.2470, 0.2435, 0.2616)
-    class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
     def __init__(self, *args, val_size: int = 5000, augmentation: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.card.check({"val_size": val_size, "augmentation": augmentation})
         self.val_size, self.augmentation = val_size, augmentation
 
     def find_data(self) -> None:

@@ -1,23 +1,23 @@
-"""Files on disk, written so that a crash or a damaged download never leaves a half-written one.
+"""Dataset files: downloads and archives, unpacked so that a crash or a damaged download never leaves a
+half-written file.
 
 Every writer here puts its output in a temporary name beside the target and renames it into place
-(`os.replace` is atomic on one filesystem): a later run either finds the whole file or none.
+(`os.replace` is atomic on one filesystem; src/utils/files.py): a later run either finds the whole file
+or none.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
 import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
-from src.errors import DataError
+from src.utils.errors import DataError
+from src.utils.files import atomic_open
 
 # Errors that mean "this archive is damaged", as opposed to "the cache is not writable".
 CORRUPT_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -70,40 +70,6 @@ def extract_folder_atomically(archive: Path, folder: str, target: Path) -> None:
         raise DataError(f"cannot extract {archive}: {error}; replace it with the official file") from error
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open `.<name>.<random>.tmp` beside `path` for writing; when the block ends without an error the
-    file is flushed to disk and renamed onto `path` in one step, otherwise it is removed. Every
-    "atomic" writer of the project (checkpoints, metrics.json, dataset caches) goes through here."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have given
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save(obj: object, path: str | os.PathLike) -> None:
-    """torch.save that never leaves a half-written file."""
-    import torch
-
-    with atomic_open(path) as handle:
-        torch.save(obj, handle)
 
 
 def gunzip_atomically(source: Path, target: Path) -> None:

@@ -40,19 +40,17 @@ from torchvision.datasets import VisionDataset
 
 from src.data.base import InMemoryDataModule, TensorSplit, random_crops, random_resized_crops
 from src.data.cache import fingerprint, load_or_build
+from src.data.catalog import FLOWERS17
 from src.data.files import CORRUPT_ARCHIVE, download_atomically, download_dir
-from src.errors import ConfigError, DataError
+from src.utils.errors import DataError
 
-CLASSES = (
-    "daffodil", "snowdrop", "lily valley", "bluebell", "crocus", "iris", "tigerlily", "tulip", "fritillary",
-    "sunflower", "daisy", "colts' foot", "dandelion", "cowslip", "buttercup", "windflower", "pansy",
-)  # fmt: skip
+CLASSES = FLOWERS17.class_names  # in the order of the images' numbers
 PER_CLASS = 80
 NUM_IMAGES = len(CLASSES) * PER_CLASS  # 1360
 ARCHIVE = "17flowers.tgz"
 URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz"
 SPLITS_FILE = "datasplits.mat"
-DECODED_SIZE = 256  # the AlexNet paper's 256x256 images
+DECODED_SIZE = FLOWERS17.image_size  # 256: the AlexNet paper's 256x256 images
 MIN_CROP = 224  # the paper's crop; smaller models get a 224 crop resized to their input
 JPEG_NAME = re.compile(r"(?:\./)?jpg/image_(\d+)\.jpg")
 
@@ -266,9 +264,9 @@ def ten_crops(images: Tensor, size: int) -> Tensor:
 
 # ------------------------------------------------------------------------------ datamodule
 class Flowers17DataModule(InMemoryDataModule):
+    card = FLOWERS17
     mean = (0.485, 0.456, 0.406)  # ImageNet's: 680 training images give no better estimate worth having
     std = (0.229, 0.224, 0.225)
-    class_names = CLASSES
 
     def __init__(
         self,
@@ -280,13 +278,9 @@ class Flowers17DataModule(InMemoryDataModule):
         train_on_val: bool = False,
         **kwargs,
     ) -> None:
-        super().__init__(*args, **kwargs)
-        if split_index is not None and split_index not in (1, 2, 3):
-            raise ConfigError(f"data.split_index={split_index} must be 1, 2, 3 (datasplits.mat) or null")
-        if self.input_size > DECODED_SIZE:
-            raise ConfigError(f"input_size {self.input_size} exceeds the {DECODED_SIZE}px decoded images")
-        if min_crop_area is not None and not 0 < min_crop_area <= 1:
-            raise ConfigError(f"data.min_crop_area={min_crop_area} must be in (0, 1] or null")
+        super().__init__(*args, **kwargs)  # checks input_size against the decoded images (the card)
+        options = dict(split_index=split_index, ten_crop_test=ten_crop_test, augmentation=augmentation)
+        self.card.check({**options, "min_crop_area": min_crop_area, "train_on_val": train_on_val})
         self.split_index, self.ten_crop_test, self.augmentation = split_index, ten_crop_test, augmentation
         self.min_crop_area, self.train_on_val = min_crop_area, train_on_val
         # The paper's crop: the model's own input from 224 up (227 for AlexNet), else 224 then resized.

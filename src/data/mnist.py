@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 
 from src.data.base import InMemoryDataModule, TensorSplit
+from src.data.catalog import MNIST
 from src.data.files import download_atomically, download_dir, gunzip_atomically
-from src.errors import DataError
+from src.utils.errors import DataError
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -106,13 +107,14 @@ def _missing_message(data_dir: Path) -> str:
 
 
 class MNISTDataModule(InMemoryDataModule):
+    card = MNIST
     mean = (0.1307,)
     std = (0.3081,)
-    pad_from = 28
-    class_names = tuple(str(digit) for digit in range(10))
+    pad_from = MNIST.image_size  # 28: padded by 2 to LeNet-5's 32, not resized
 
     def __init__(self, *args, val_size: int = 5000, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.card.check({"val_size": val_size})
         self.val_size = val_size
 
     def _root(self) -> Path:

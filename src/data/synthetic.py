@@ -15,31 +15,34 @@ from __future__ import annotations
 import torch
 
 from src.data.base import TensorSplit
-from src.data.flowers17 import DECODED_SIZE, Flowers17DataModule, rgb_principal_components
+from src.data.catalog import SYNTHETIC
+from src.data.flowers17 import Flowers17DataModule, rgb_principal_components
 
-# The random splits by (sizes, channels, classes, seed): a benchmark builds many datamodules of one config,
+# The random splits by (sizes, seed): a benchmark builds many datamodules of one config,
 # and drawing 2 GB of random bytes takes seconds each time.
 _MADE: dict[tuple[int, ...], dict[str, TensorSplit]] = {}
 
 
 class SyntheticDataModule(Flowers17DataModule):
+    card = SYNTHETIC
+
     def __init__(self, *args, train_size: int = 10240, eval_size: int = 1024, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.train_size, self.eval_size = train_size, eval_size
-        self.class_names = tuple(f"class {k}" for k in range(self.num_classes))
 
     def prepare_data(self) -> None:  # nothing to download or decode
         pass
 
     def _random_split(self, count: int, generator: torch.Generator) -> TensorSplit:
-        shape = (count, self.image_channels, DECODED_SIZE, DECODED_SIZE)
+        size = self.card.image_size
+        shape = (count, self.card.image_channels, size, size)
         images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
-        return TensorSplit(images, torch.randint(0, self.num_classes, (count,), generator=generator))
+        return TensorSplit(images, torch.randint(0, self.card.num_classes, (count,), generator=generator))
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        key = (self.train_size, self.eval_size, self.image_channels, self.num_classes, self.split_seed)
+        key = (self.train_size, self.eval_size, self.split_seed)
         if key not in _MADE:
             _MADE.clear()  # one set at a time
             generator = torch.Generator().manual_seed(self.split_seed)

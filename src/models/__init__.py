@@ -1,4 +1,4 @@
-"""Plain nn.Module networks: no training logic here (that lives in src/module.py).
+"""Plain nn.Module networks: no training logic here (that lives in src/training/module.py).
 
 The classes are loaded on first use (`src.models.LeNet5`, as Hydra's `_target_` names them), so that
 the torch-free parts of this package (src/models/geometry.py: the layer plans and their shape

@@ -21,9 +21,8 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from src.layers import build_layer, build_layers
-from src.models.geometry import ALEXNET_NORMS as NORMS  # noqa: F401  (the choices of `norm`)
 from src.models.geometry import alexnet_bn_plan, alexnet_plan
+from src.models.layers import build_features, build_layer
 
 
 class AlexNet(nn.Module):
@@ -46,10 +45,8 @@ class AlexNet(nn.Module):
             in_channels, num_classes, input_size, pooling, padding, norm, groups, dropout, adaptive_pool
         )
         self.in_channels, self.input_size, self.num_classes = in_channels, input_size, num_classes
-        self.features = nn.Sequential(OrderedDict(build_layers(plan.features, in_channels)))
+        self.features, flat = build_features(plan)
         self.avgpool = build_layer(plan.pool[0], 0)  # avgpool: Identity or AdaptiveAvgPool2d
-        channels, height, width = plan.output_shape()
-        flat = channels * height * width
         self.classifier = nn.Sequential(
             OrderedDict(
                 flatten=nn.Flatten(),
@@ -89,10 +86,8 @@ class AlexNetBN(nn.Module):
         super().__init__()
         plan = alexnet_bn_plan(in_channels, num_classes, input_size, pooling, padding, dropout)
         self.in_channels, self.input_size, self.num_classes = in_channels, input_size, num_classes
-        self.features = nn.Sequential(OrderedDict(build_layers(plan.features, in_channels)))
+        self.features, flat = build_features(plan)
         self.avgpool = build_layer(plan.pool[0], 0)  # avgpool: Identity or AdaptiveAvgPool2d
-        channels, height, width = plan.output_shape()
-        flat = channels * height * width
         self.classifier = nn.Sequential(
             OrderedDict(
                 flatten=nn.Flatten(),

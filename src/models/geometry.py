@@ -5,8 +5,8 @@ Each network's feature extractor is described once, by a plan function (`lenet5_
 records: name, kind, channels, kernel, stride, padding, pooling mode, activation. Two users, one source:
 
 - the nn.Modules (src/models/lenet5.py, alexnet.py) build their `features` from the plan
-  (src/layers.py: `build_layer`) and size their first dense layer with `Plan.output_shape()`;
-- the config check (src/config.py) walks the same plan before torch is imported, so a bad choice or
+  (src/models/layers.py: `build_layer`) and size their first dense layer with `Plan.output_shape()`;
+- the config check (src/config/check.py) walks the same plan before torch is imported, so a bad choice or
   an input that is too small (`model.input_size=8`) is answered in a fraction of a second instead of
   after the 10-20 s that importing torch and Lightning takes on a small machine.
 
@@ -28,8 +28,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from src.errors import ConfigError
+from src.utils.errors import ConfigError
 
+# What a pooling window reduces to, and how a convolution pads (module doc of src/models/layers.py). These
+# are also the choices of the `pooling` and `padding` config groups: src/config/compose.py makes one
+# group entry per name, so a new mode is added here and nowhere else.
 POOLING_MODES = ("max", "avg", "min")
 PADDING_MODES = ("valid", "same", "paper")
 ACTIVATIONS = ("tanh", "scaled_tanh", "relu", "sigmoid")
@@ -99,7 +102,7 @@ class Layer:
 
     @property
     def type_name(self) -> str:
-        """The class name of the nn.Module src/layers.py builds for this layer (used in messages)."""
+        """The class name of the nn.Module src/models/layers.py builds for this layer (used in messages)."""
         if self.kind == "conv":
             if self.padding == "same" and not uses_symmetric_padding(self.kernel, self.stride):
                 return "SameConv2d"

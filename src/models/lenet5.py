@@ -22,9 +22,8 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
-from src.layers import activation, build_layers
-from src.models.geometry import LENET5_NORMS as NORMS  # noqa: F401  (the choices of `norm`)
 from src.models.geometry import lenet5_plan
+from src.models.layers import activation, build_features
 
 
 class LeNet5(nn.Module):
@@ -43,12 +42,11 @@ class LeNet5(nn.Module):
         # which the config check also walks before torch is imported.
         plan = lenet5_plan(in_channels, num_classes, input_size, activation_fn, pooling, padding, norm)
         self.in_channels, self.input_size, self.num_classes = in_channels, input_size, num_classes
-        self.features = nn.Sequential(OrderedDict(build_layers(plan.features, in_channels)))
-        channels, height, width = plan.output_shape()
+        self.features, flat = build_features(plan)
         self.classifier = nn.Sequential(
             OrderedDict(
                 flatten=nn.Flatten(),
-                fc1=nn.Linear(channels * height * width, 120),
+                fc1=nn.Linear(flat, 120),
                 act3=activation(activation_fn),
                 fc2=nn.Linear(120, 84),
                 act4=activation(activation_fn),

@@ -4,15 +4,19 @@
 combinations that can only fail later (a GPU trainer on a machine without one, an input larger than
 the decoded Flowers-17 images, ...). Every broken rule becomes one clause naming the key, the bad value
 and what is allowed, e.g. `optimizer.lr=-1 is out of range: must be > 0`; all broken rules of a command
-line are reported together, on one line, by src.config.validate_command_line.
+line are reported together, on one line, by src.config.check.validate_command_line.
 
-The rules are a table: a key absent from the composed config (e.g. `model.dropout` for LeNet-5) is
-skipped, so one table serves every model, dataset, optimizer and scheduler.
+Each rule has one home. The rules of the keys every run has are the table below: a key absent from the
+composed config (e.g. `model.dropout` for LeNet-5) is skipped, so one table serves every model,
+optimizer and scheduler. A dataset's options and the largest input its images give are declared on its
+card (src/data/catalog.py), which its datamodule checks too; the network's choices and input size are
+its plan's (src/models/geometry.py); the precisions are Lightning's own list (src/lightning_ext).
 
 Nothing here imports torch unless the config needs it to be checked: the GPU checks import it only
-when the config asks for a GPU, and an optimizer's or scheduler's class is imported only for keys that
-are not already known to be its arguments (`known_arguments`: the keys conf/'s own group files set,
-which the tests check against the classes). So a bad value is reported in a fraction of a second.
+when the config asks for a GPU, an optimizer's or scheduler's class is imported only for keys that
+are not already known to be its arguments (`known`: the keys conf/'s own group files set, which the
+tests check against the classes), and Lightning only for a precision conf/ never sets. So a bad value
+is reported in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -20,39 +24,19 @@ from __future__ import annotations
 import inspect
 import os
 import tempfile
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.errors import ConfigError
+from src.data.catalog import COMMON_RULES, dataset_for_target
+from src.utils.errors import ConfigError
+from src.utils.rules import Rule, broken_rules, is_int
 
 _ABSENT = object()
 
-
-@dataclass(frozen=True)
-class Rule:
-    key: str
-    kind: str  # "int", "number", "bool", "choice"
-    allowed: str  # what the message says is allowed
-    check: Callable[[Any], bool] = lambda value: True
-    nullable: bool = False
-
-
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-PRECISIONS = (
-    "64-true", "64", "32-true", "32", "16-mixed", "16", "16-true", "bf16-mixed", "bf16", "bf16-true",
-    "transformer-engine", "transformer-engine-float16",
-)  # fmt: skip
+# The accelerators this project runs on (tpu is refused below with a hint).
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
 
 RULES: tuple[Rule, ...] = (
@@ -68,20 +52,6 @@ RULES: tuple[Rule, ...] = (
     Rule("scheduler.factor", "number", "0 < factor < 1", lambda v: 0 < v < 1),
     Rule("scheduler.patience", "int", "an integer >= 0", lambda v: v >= 0),
     Rule("scheduler.pct_start", "number", "0 < pct_start < 1", lambda v: 0 < v < 1),
-    Rule("data.batch_size", "int", "an integer >= 1", lambda v: v >= 1),
-    Rule("data.eval_batch_size", "int", "an integer >= 1", lambda v: v >= 1),
-    Rule("data.val_size", "int", "an integer >= 0 (0: validate on the test set)", lambda v: v >= 0),
-    Rule("data.split_seed", "int", "an integer"),
-    Rule("data.split_index", "int", "1, 2, 3 or null", lambda v: v in (1, 2, 3), nullable=True),
-    Rule("data.augmentation", "bool", "true or false"),
-    Rule("data.ten_crop_test", "bool", "true or false"),
-    Rule("data.flip_eval", "bool", "true or false"),
-    Rule(
-        "data.min_crop_area", "number", "0 < min_crop_area <= 1 or null", lambda v: 0 < v <= 1, nullable=True
-    ),
-    Rule("data.download", "bool", "true or false"),
-    Rule("data.keep_on_device", "bool", "true or false"),
-    Rule("data.train_on_val", "bool", "true or false"),
     Rule("test_checkpoint", "choice", "best, last", lambda v: v in ("best", "last")),
     Rule("model.input_size", "int", "an integer >= 1", lambda v: v >= 1),
     Rule("model.in_channels", "int", "an integer >= 1", lambda v: v >= 1),
@@ -97,7 +67,6 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.log_every_n_steps", "int", "an integer >= 1", lambda v: v >= 1),
     Rule("trainer.deterministic", "bool", "true or false", nullable=True),
     Rule("trainer.fast_dev_run", "fast_dev_run", "true, false or a number of batches >= 0"),
-    Rule("trainer.precision", "choice", ", ".join(PRECISIONS), lambda v: str(v) in PRECISIONS),
     Rule("trainer.accelerator", "choice", ", ".join(ACCELERATORS), lambda v: v in ACCELERATORS),
 )
 
@@ -106,34 +75,10 @@ def _value(cfg: DictConfig, key: str) -> Any:
     return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
 
 
-def _kind_ok(kind: str, value: Any) -> bool:
-    if kind == "int":
-        return _int(value)
-    if kind == "number":
-        return _number(value)
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "fast_dev_run":
-        return isinstance(value, bool) or (_int(value) and value >= 0)
-    return True
-
-
-_KIND_NAMES = {"int": "an integer", "number": "a number", "bool": "true or false"}
-
-
-def check_rule(rule: Rule, value: Any) -> str | None:
-    """The clause for a broken rule, or None."""
-    if value is None and rule.nullable:
-        return None
-    if not _kind_ok(rule.kind, value):
-        if rule.kind in _KIND_NAMES:
-            return f"{rule.key}={value} is not {_KIND_NAMES[rule.kind]}: must be {rule.allowed}"
-        return f"{rule.key}={value} is not allowed: must be {rule.allowed}"
-    if rule.kind in ("int", "number") and not rule.check(value):
-        return f"{rule.key}={value} is out of range: must be {rule.allowed}"
-    if rule.kind == "choice" and not rule.check(value):
-        return f"{rule.key}={value} is not a choice; allowed: {rule.allowed}"
-    return None
+def _values(cfg: DictConfig, rules: Sequence[Rule]) -> dict[str, Any]:
+    """The composed values of the rules' keys that the config has."""
+    found = {rule.key: _value(cfg, rule.key) for rule in rules}
+    return {key: value for key, value in found.items() if value is not _ABSENT}
 
 
 def _devices_problem(cfg: DictConfig, on_this_machine: bool = True) -> str | None:
@@ -153,7 +98,7 @@ def _devices_problem(cfg: DictConfig, on_this_machine: bool = True) -> str | Non
         return "trainer.accelerator=tpu is not supported here; use trainer=cpu or trainer=gpu"
     if devices is _ABSENT or devices in ("auto", -1, "-1"):
         return None
-    if _int(devices):
+    if is_int(devices):
         if devices < 1:
             return f"trainer.devices={devices} is out of range: must be an integer >= 1, -1 or auto"
         if on_this_machine and accelerator in ("gpu", "cuda") and devices > torch.cuda.device_count():
@@ -167,18 +112,34 @@ def _devices_problem(cfg: DictConfig, on_this_machine: bool = True) -> str | Non
     return f"trainer.devices={devices} is not allowed: must be an integer >= 1, a list of ids, -1 or auto"
 
 
+def _data_problems(cfg: DictConfig) -> list[str]:
+    """The dataset's own rules and its largest input, as its card declares them (src/data/catalog.py);
+    for a datamodule without a card, the rules of every in-memory datamodule."""
+    card = dataset_for_target(str(_value(cfg, "data._target_")))
+    if card is None:
+        return broken_rules(COMMON_RULES, _values(cfg, COMMON_RULES))
+    options = {key.removeprefix("data."): value for key, value in _values(cfg, card.rules).items()}
+    return card.problems(options, _value(cfg, "model.input_size"))
+
+
+def _precision_problem(cfg: DictConfig, known_precisions: Collection[str]) -> str | None:
+    """A `trainer.precision` Lightning does not take, asked of Lightning itself (which imports it) unless
+    conf/ sets the value somewhere (`known_precisions`, checked against Lightning by the tests)."""
+    value = _value(cfg, "trainer.precision")
+    if value is _ABSENT or str(value) in known_precisions:
+        return None
+    from src.lightning_ext.precision import precision_values
+
+    allowed = precision_values()
+    if str(value) in allowed:
+        return None
+    return f"trainer.precision={value} is not a choice; allowed: {', '.join(allowed)}"
+
+
 def _combination_problems(cfg: DictConfig) -> list[str]:
-    problems = []
-    target = str(_value(cfg, "data._target_"))
-    size = _value(cfg, "model.input_size")
-    if target.endswith("Flowers17DataModule") and _int(size) and size > 256:
-        problems.append(
-            f"model.input_size={size} is too large for data=flowers17: must be <= 256 "
-            "(the images are decoded to 256x256)"
-        )
-    problems += _train_on_val_problems(cfg)
+    problems = _train_on_val_problems(cfg)
     min_epochs, max_epochs = _value(cfg, "trainer.min_epochs"), _value(cfg, "trainer.max_epochs")
-    if _int(min_epochs) and _int(max_epochs) and min_epochs > max_epochs >= 1:
+    if is_int(min_epochs) and is_int(max_epochs) and min_epochs > max_epochs >= 1:
         problems.append(
             f"trainer.min_epochs={min_epochs} is out of range: must be <= trainer.max_epochs={max_epochs}"
         )
@@ -203,7 +164,7 @@ def _train_on_val_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-# Arguments the LightningModule passes itself (src/module.py), not set in the config group.
+# Arguments the LightningModule passes itself (src/training/module.py), not set in the config group.
 SUPPLIED_ARGUMENTS = {"optimizer": {"params"}, "scheduler": {"optimizer", "total_steps"}}
 
 
@@ -241,22 +202,18 @@ def config_problems(
     cfg: DictConfig,
     known_arguments: Mapping[str, Collection[str]] | None = None,
     on_this_machine: bool = True,
+    known_precisions: Collection[str] = (),
 ) -> list[str]:
     """Every broken rule of a composed config, one clause each (empty: the config is fine).
     `known_arguments`: optimizer/scheduler keys known to be arguments of their `_target_` (not checked
     against the class again, so its module need not be imported); by default every key is checked.
+    `known_precisions`: precisions not asked of Lightning again (by default every one is).
     `on_this_machine=False`: the runs go to other machines (hydra/launcher=submitit_slurm), so the
     devices are not looked for here."""
-    problems = []
-    for rule in RULES:
-        value = _value(cfg, rule.key)
-        if value is not _ABSENT:
-            problem = check_rule(rule, value)
-            if problem:
-                problems.append(problem)
-    device = _devices_problem(cfg, on_this_machine)
-    if device:
-        problems.append(device)
+    problems = broken_rules(RULES, _values(cfg, RULES)) + _data_problems(cfg)
+    for problem in (_precision_problem(cfg, known_precisions), _devices_problem(cfg, on_this_machine)):
+        if problem:
+            problems.append(problem)
     return problems + _combination_problems(cfg) + _argument_problems(cfg, known_arguments or {})
 
 
@@ -264,9 +221,10 @@ def validate_config(
     cfg: DictConfig,
     known_arguments: Mapping[str, Collection[str]] | None = None,
     on_this_machine: bool = True,
+    known_precisions: Collection[str] = (),
 ) -> None:
     """Raise one ConfigError whose single line lists every broken rule."""
-    problems = config_problems(cfg, known_arguments, on_this_machine)
+    problems = config_problems(cfg, known_arguments, on_this_machine, known_precisions)
     if problems:
         raise ConfigError("; ".join(problems))
 

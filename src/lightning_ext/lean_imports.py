@@ -11,7 +11,7 @@ paid for all three imports before its first batch: together about a tenth of its
 `install()` adds an import hook that, when torchmetrics is imported in this process, tells torchmetrics
 that these three optional packages are absent: torchmetrics then skips those imports, exactly as on a
 machine without them. torchvision, matplotlib and scipy stay installed and are imported by whoever
-uses them (the CIFAR-10 and Flowers-17 datamodules, src.insight's figures, src.report, Optuna);
+uses them (the CIFAR-10 and Flowers-17 datamodules, src.training.insight's figures, src.report, Optuna);
 only torchmetrics' own optional features built on them are unavailable in this process: its image
 metrics that need torchvision, `Metric.plot`, and the SRMR metric. Set SRC_FULL_IMPORTS=1 to switch
 this off.
@@ -58,7 +58,7 @@ def _flags(run: Callable[[ModuleType], None]) -> Callable[[ModuleType], None]:
             requirement = getattr(module, flag, None)
             if requirement is not None and hasattr(requirement, "_check_available"):
                 requirement.available = False  # RequirementCache caches its answer in `available`
-                requirement.message = f"{flag} set to unavailable by src/lean_imports.py"
+                requirement.message = f"{flag} set to unavailable by src/lightning_ext/lean_imports.py"
 
     return exec_module
 

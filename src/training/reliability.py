@@ -1,8 +1,6 @@
-"""Exact resume and clean failure: the pieces src.train and the LightningModule share.
+"""Exact resume and clean failure: what the LightningModule (src/training/module.py) keeps in its
+checkpoints and raises. (`resume=<run dir>` itself, the command line it becomes: src/runs/resume.py.)
 
-- `expand_resume` (src/resume.py, torch-free): `python -m src.train resume=<run dir> [more overrides]`
-  becomes the run's own saved overrides + `hydra.run.dir=<run dir>` + `ckpt_path=<run dir>/checkpoints/
-  last.ckpt` + the new overrides (which win), so the resumed run writes into the same directory.
 - `rng_state` / `set_rng_state`: the global random generators (torch, CUDA, numpy, Python) as plain
   tensors and lists, so checkpoints stay loadable with `torch.load(..., weights_only=True)`.
   Lightning restores weights, optimizer, scheduler, epoch and step; data order is a pure function of
@@ -13,16 +11,12 @@
 from __future__ import annotations
 
 import random
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 
-from src.errors import UserError
-from src.resume import LAST_CHECKPOINT, expand_resume  # noqa: F401  (torch-free: src.train uses it first)
+from src.utils.errors import UserError
 
 
 class TrainingDiverged(UserError):
@@ -54,27 +48,3 @@ def set_rng_state(states: dict[str, Any]) -> None:
     cuda = states.get("cuda")
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([state.cpu() for state in cuda])
-
-
-class EpochPause(Callback):
-    """Sleeps `seconds` between two epochs, after the checkpoint of the one that ended: gives a test
-    the time to kill a run between two checkpoints. Enable with
-    `+callbacks.pause._target_=src.reliability.EpochPause +callbacks.pause.seconds=2`. With `marker`
-    (`+callbacks.pause.marker=<file>`), global rank 0 writes the number of epochs done into that file
-    as its pause starts, so a test can wait for the file instead of guessing a time.
-
-    The pause is at the start of every epoch but the first: Lightning runs ModelCheckpoint's
-    `on_train_epoch_end` (where it saves) after every other callback's, so a pause there would come
-    before the epoch's checkpoint."""
-
-    def __init__(self, seconds: float = 1.0, marker: str | None = None) -> None:
-        self.seconds, self.marker = seconds, marker
-
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.current_epoch == 0:
-            return
-        if self.marker and trainer.is_global_zero:
-            scratch = Path(f"{self.marker}.tmp")
-            scratch.write_text(f"{trainer.current_epoch}\n")
-            scratch.replace(self.marker)  # whole or absent, never half-written
-        time.sleep(self.seconds)

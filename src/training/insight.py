@@ -12,7 +12,7 @@ the last epoch), at the trainer's global step, so TensorBoard's step slider walk
               confusion_matrix/val, /test                 ConfusionAndMistakes
               mistakes/val, /test (most confident errors)  ConfusionAndMistakes
     hparams   the flattened config + final metrics         log_hparams (called by src/train.py)
-    graphs    the network traced from example_input_array  TensorBoardLogger(log_graph=True)
+    graphs    the network traced from example_input_array  src/lightning_ext/tensorboard.py
 
 Rules every callback follows:
 - nothing is logged unless the run has a TensorBoard logger (`fast_dev_run` swaps the loggers for a
@@ -27,7 +27,6 @@ from __future__ import annotations
 import io
 import math
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,6 +37,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
+
+from src.lightning_ext.tensorboard import add_summaries
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -60,11 +61,6 @@ def tensorboard(trainer: L.Trainer):
 def network(pl_module: L.LightningModule) -> nn.Module:
     """The plain nn.Module inside the LightningModule (ImageClassifier keeps it in `.model`)."""
     return getattr(pl_module, "model", pl_module)
-
-
-def class_names(trainer: L.Trainer, num_classes: int) -> list[str]:
-    names = list(getattr(trainer.datamodule, "class_names", ()) or ())
-    return names if len(names) == num_classes else [str(i) for i in range(num_classes)]
 
 
 def to_unit_range(x: Tensor) -> Tensor:
@@ -103,7 +99,11 @@ def pyplot():
     return plt
 
 
-class EveryNEpochs(Callback):
+class InsightCallback(Callback):
+    """A callback of this module: src.train hands them to Lightning as one (`group_insight`)."""
+
+
+class EveryNEpochs(InsightCallback):
     """Base: `due(trainer)` is true every `every_n_epochs` epochs and at the last epoch."""
 
     def __init__(self, every_n_epochs: int = 1) -> None:
@@ -162,7 +162,7 @@ for _name in HOOKS:
 def group_insight(callbacks: Sequence[Callback]) -> list[Callback]:
     """`callbacks` with this module's callbacks replaced by one `Insight` where the first of them was
     (they are contiguous in the default config, so the order of all hooks is unchanged)."""
-    ours = [c for c in callbacks if type(c).__module__ == __name__ and not isinstance(c, Insight)]
+    ours = [c for c in callbacks if isinstance(c, InsightCallback)]
     if len(ours) < 2:
         return list(callbacks)
     grouped, placed = [], False
@@ -177,7 +177,7 @@ def group_insight(callbacks: Sequence[Callback]) -> list[Callback]:
 
 
 # ------------------------------------------------------------------------------------------ scalars
-class ImagesPerSecond(Callback):
+class ImagesPerSecond(InsightCallback):
     """`train/images_per_second`: training throughput of each epoch (all ranks together).
 
     Counting uses the batch's shape (a Python int, no device sync); the clock stops at the epoch's last
@@ -309,7 +309,7 @@ class FeatureMaps(EveryNEpochs):
         writer.add_image(f"feature_maps/{tag}", grid, step)
 
 
-class FeatureMapStatistics(Callback):
+class FeatureMapStatistics(InsightCallback):
     """`test/<layer>_zeros` and `test/<layer>_mean` for every activation and pooling layer of
     `model.features`: the fraction of values that are exactly zero and the mean value, over the whole
     test set. They put numbers on what the feature-map images show: after a ReLU about half the values
@@ -416,7 +416,7 @@ class ConfusionAndMistakes(EveryNEpochs):
         writer, step, state = tensorboard(trainer), trainer.global_step, self.state
         self.state = None
         classes = math.isqrt(len(state["counts"]))
-        names = class_names(trainer, classes)
+        names = trainer.datamodule.label_names(classes)
         if self.confusion:
             matrix = state["counts"].view(classes, classes).cpu()
             writer.add_image(f"confusion_matrix/{stage}", confusion_figure(matrix, names, stage), step)
@@ -504,30 +504,6 @@ def mistakes_figure(
     return figure_to_image(figure)
 
 
-# ------------------------------------------------------------------------------------------ graph
-class TensorBoardLogger(LightningTensorBoardLogger):
-    """Lightning's TensorBoardLogger, with a graph that works with our datamodules.
-
-    With `log_graph=True` Lightning traces `example_input_array` at the start of fit, but first passes it
-    through the datamodule's `on_after_batch_transfer`, which here expects an (images, labels) batch of
-    uint8 images. The example is already a model input, so we only move it to the module's device.
-    """
-
-    def log_graph(self, model: L.LightningModule, input_array: Tensor | None = None) -> None:
-        # Lightning calls this at the start of fit and again of test: one graph per run is enough.
-        if not self._log_graph or getattr(self, "_graph_logged", False):
-            return
-        example = model.example_input_array if input_array is None else input_array
-        if not isinstance(example, Tensor):
-            return super().log_graph(model, input_array)
-        from lightning.pytorch.core.module import _jit_is_scripting
-
-        with _jit_is_scripting(), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notice; TensorBoard still uses it
-            self.experiment.add_graph(model, example.to(model.device))
-        self._graph_logged = True
-
-
 # ------------------------------------------------------------------------------------------ hparams
 HPARAM_GROUPS = ("model", "data", "pooling", "padding", "optimizer", "scheduler", "experiment")
 HPARAM_KEYS = ("seed", "trainer.max_epochs", "data.batch_size", "module.label_smoothing")
@@ -577,9 +553,7 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: Mapping[str, float
     values = {f"hparams/{k.replace('/', '_')}": float(metrics[k]) for k in wanted if k in metrics}
     values["hparams/epochs"] = float(trainer.current_epoch)
     _experiment, session_start, session_end = hparams(params, values)
-    file_writer = writer._get_file_writer()  # reopens the event file Lightning closed after fit/test
-    file_writer.add_summary(session_start)
-    file_writer.add_summary(session_end)
+    add_summaries(writer, session_start, session_end)  # into the run's own event file
     for name, value in values.items():
         writer.add_scalar(name, value, trainer.global_step)
     writer.flush()

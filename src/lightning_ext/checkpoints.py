@@ -12,15 +12,15 @@ ModelCheckpoint below (conf/callbacks/default.yaml) keeps `last.ckpt` current fo
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning as L
 from lightning.fabric.plugins import TorchCheckpointIO
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from typing_extensions import override
 
-from src.data.files import atomic_save
+from src.utils.files import atomic_save
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -28,7 +28,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     @override
     def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None
     ) -> None:
         if storage_options is not None or ("://" in str(path) and not str(path).startswith("file://")):
             super().save_checkpoint(checkpoint, path, storage_options)
@@ -41,7 +41,8 @@ class ModelCheckpoint(LightningModelCheckpoint):
 
     Since Lightning 2.5 `save_last=True` rewrites `last.ckpt` only when a top-k checkpoint is saved in
     the same step, so once the monitored metric stops improving `last.ckpt` falls behind, and
-    `resume=<run dir>` would silently go back to the best epoch and train those epochs again.
+    `resume=<run dir>` would silently go back to the best epoch and train those epochs again. The fix
+    calls four private methods of Lightning's ModelCheckpoint (PRIVATE_NAMES in __init__.py).
     """
 
     @property

@@ -5,8 +5,9 @@ Three ways processes appear, and what each needs:
 1. Lightning's own launcher (`trainer=ddp` / `trainer=ddp_sim` started with plain `python -m src.train`):
    rank 0 re-launches the script for local ranks 1..n-1. Lightning's stock command re-runs `sys.argv`
    plus `hydra.run.dir=...`, which breaks in a multirun (argv holds `-m` and the sweep lists, so every
-   child would start a sweep of its own). `child_command` replaces it: the child runs *this job's* task
-   overrides only, in RUN mode, in this job's output directory, without writing `.hydra/`.
+   child would start a sweep of its own). `child_command` replaces it (src/lightning_ext/process.py:
+   `launch_ranks_with`): the child runs *this job's* task overrides only, in RUN mode, in this job's
+   output directory, without writing `.hydra/`.
 2. External launchers (torchrun, SLURM's srun, Lightning's multi-node env vars): every process runs
    `cli()` itself and Hydra would give each its own timestamped directory. `rank_overrides` sends the
    Hydra output of every non-zero rank to a throwaway temporary directory, so the run directory of
@@ -114,18 +115,6 @@ def child_command(local_rank: int) -> tuple[list[str], str]:
         f"hydra.job.name=train_ddp_process_{local_rank}",
     ]
     return command, get_original_cwd()
-
-
-def install_child_command() -> None:
-    """Make Lightning's subprocess launcher use `child_command` for Hydra runs."""
-    from lightning.pytorch.strategies.launchers import subprocess_script
-
-    if not hasattr(subprocess_script, "_hydra_subprocess_cmd"):  # pragma: no cover - Lightning changed
-        raise RuntimeError(
-            "lightning.pytorch.strategies.launchers.subprocess_script._hydra_subprocess_cmd is gone: "
-            "update src/distributed.py for this Lightning version"
-        )
-    subprocess_script._hydra_subprocess_cmd = child_command
 
 
 @contextlib.contextmanager

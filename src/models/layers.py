@@ -17,19 +17,18 @@ Padding (`valid | same`) follows TensorFlow/Keras:
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.models.geometry import (  # noqa: F401  (torch-free; re-exported for the networks and tests)
+from src.models.geometry import (
     ACTIVATIONS,
-    PADDING_MODES,
     POOLING_MODES,
-    InputTooSmallError,
     Layer,
+    Plan,
     check_choice,
-    conv_output_size,
-    resolve_padding,
     same_padding,
     uses_symmetric_padding,
 )
@@ -116,6 +115,14 @@ def build_layer(layer: Layer, in_channels: int) -> nn.Module:
     if layer.kind == "identity":
         return nn.Identity()
     raise ValueError(f"unknown layer kind {layer.kind!r}")
+
+
+def build_features(plan: Plan) -> tuple[nn.Sequential, int]:
+    """A network's `features` from its plan, and how many values their output (after `plan.pool`)
+    flattens to: the inputs of the first dense layer."""
+    channels, height, width = plan.output_shape()  # first: an input too small fails before any weight
+    features = nn.Sequential(OrderedDict(build_layers(plan.features, plan.in_channels)))
+    return features, channels * height * width
 
 
 def build_layers(layers: tuple[Layer, ...], in_channels: int) -> list[tuple[str, nn.Module]]:

@@ -1,0 +1,83 @@
+"""Where this project goes past the public API of Lightning, TensorBoard and torchmetrics, and the few
+of their classes it adjusts:
+
+    checkpoints.py   checkpoints written atomically; a last.ckpt rewritten every epoch
+    progress.py      a rich progress bar that redraws at most every 0.25 s
+    tensorboard.py   a graph traced from the model's own example; summaries into the run's event file
+    process.py       once per process: quieter logs, a cheap CUDA check, the command of DDP ranks
+    precision.py     the `trainer.precision` values Lightning accepts, for the config check
+    lean_imports.py  torchmetrics without the optional packages it would import for nothing
+
+Every private name of those libraries that the project uses is used in this package, and only here;
+PRIVATE_NAMES lists each one: where, what it works around, since when. tests/test_lightning_ext.py looks
+each one up in the installed versions and fails, naming it, when an upgrade removed it.
+
+Nothing heavy is imported here: `import src` installs lean_imports from this package before torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PrivateName:
+    symbol: str  # "module:attribute", the attribute possibly dotted (a class's method)
+    used_in: str  # the module of this package that uses it
+    why: str
+
+
+PRIVATE_NAMES: tuple[PrivateName, ...] = (
+    PrivateName(
+        "lightning.pytorch.strategies.launchers.subprocess_script:_hydra_subprocess_cmd",
+        "process.py",
+        "replaced: Lightning starts the DDP ranks of a Hydra run with the parent's sys.argv, which in a "
+        "multirun holds the whole sweep (Lightning 2.x; upstream: Lightning-AI/pytorch-lightning#18175, "
+        "open)",
+    ),
+    *(
+        PrivateName(
+            f"lightning.pytorch.callbacks.model_checkpoint:ModelCheckpoint.{method}",
+            "checkpoints.py",
+            "ModelCheckpoint rewrites last.ckpt only with a new best checkpoint since Lightning 2.5 "
+            "(save_last=True); these decide and write it after every epoch",
+        )
+        for method in (
+            "_should_save_on_train_epoch_end",
+            "_should_skip_saving_checkpoint",
+            "_save_last_checkpoint",
+            "_monitor_candidates",
+        )
+    ),
+    PrivateName(
+        "lightning.pytorch.core.module:_jit_is_scripting",
+        "tensorboard.py",
+        "traces the graph as Lightning's own TensorBoardLogger.log_graph does, without its detour through "
+        "the datamodule's batch hook (Lightning 2.x)",
+    ),
+    PrivateName(
+        "torch.utils.tensorboard.writer:SummaryWriter._get_file_writer",
+        "tensorboard.py",
+        "the run's own event file, reopened after Lightning closed it: SummaryWriter.add_hparams would "
+        "write a second run into a sub-directory",
+    ),
+    PrivateName(
+        "lightning.fabric.plugins.precision.precision:_PRECISION_INPUT",
+        "precision.py",
+        "Lightning's list of precision values, asked instead of copied (a typing.Union of Literals)",
+    ),
+    *(
+        PrivateName(
+            f"torchmetrics.utilities.imports:{flag}",
+            "lean_imports.py",
+            "set to unavailable so that torchmetrics skips importing torchvision, matplotlib and "
+            "scipy.signal (torchmetrics 1.x)",
+        )
+        for flag in ("_TORCHVISION_AVAILABLE", "_MATPLOTLIB_AVAILABLE", "_SCIPI_AVAILABLE")
+    ),
+    PrivateName(
+        "lightning_utilities.core.imports:RequirementCache._check_available",
+        "lean_imports.py",
+        "how lean_imports recognises torchmetrics' optional-import flags before setting `available`",
+    ),
+)

@@ -1,0 +1,217 @@
+"""A run's directory: the names of its files, and every reading and writing of them. Torch-free.
+
+    outputs/train/runs/<time>/                  (hydra.run.dir; in a multirun, <sweep dir>/<job number>)
+    ├── checkpoints/epoch_NNN.ckpt, last.ckpt   Lightning's ModelCheckpoint (conf/callbacks/default.yaml)
+    ├── tensorboard/                            the TensorBoard logger (conf/logger/tensorboard.yaml)
+    ├── .hydra/{config,hydra,overrides}.yaml    Hydra: the composed config and the command line's overrides
+    ├── config.yaml                             src.train, at the start: the resolved config
+    ├── metrics.json                            src.train, last and atomically: the run has finished
+    ├── eval_<split>.json                       src.eval
+    └── .running                                flock'ed by the training process while it runs
+
+The configs in conf/ name `checkpoints/` and `tensorboard/` for the writers (tests/test_runs.py checks
+that they agree with the names here); everything that reads a run (src.train's resume=, src.eval,
+src.report, src.sweep, src.bench) reads it through `RunDir`.
+
+A run's state: it has FINISHED when its metrics.json is there. While it trains, the process holds an
+exclusive `flock` on `.running`; the operating system drops that lock when the process ends however it
+ends (an error, a kill, a power cut), so another process can tell a run that is still going (RUNNING)
+from one that died (STOPPED), without any stale state to clean up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from src.utils.errors import ConfigError, UserError
+from src.utils.files import write_json_atomically
+
+FINISHED, RUNNING, STOPPED = "finished", "running", "stopped"
+# Keys that configs saved before the datasets declared their own class count and channels
+# (src/data/catalog.py) hold under `data:`, and that the datamodules no longer take.
+RETIRED_DATA_KEYS = ("num_classes", "image_channels")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    # ------------------------------------------------------------------------------------- files
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def hydra_dir(self) -> Path:
+        return self.path / ".hydra"
+
+    @property
+    def overrides_file(self) -> Path:
+        return self.hydra_dir / "overrides.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    def eval_file(self, split: str) -> Path:
+        return self.path / f"eval_{split}.json"
+
+    def is_run(self) -> bool:
+        """A run that finished (metrics.json) or at least started (Hydra wrote .hydra/)."""
+        return self.metrics_file.is_file() or self.hydra_dir.is_dir()
+
+    # ------------------------------------------------------------------------------------ reading
+    def read_metrics(self) -> dict[str, Any] | None:
+        """metrics.json as src.train wrote it, or None when the run has not finished."""
+        if not self.metrics_file.is_file():
+            return None
+        try:
+            return json.loads(self.metrics_file.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise UserError(f"cannot read {self.metrics_file}: {error}") from error
+
+    def read_overrides(self) -> list[str]:
+        """The overrides of the command line that started the run (`.hydra/overrides.yaml`; [] without)."""
+        if not self.overrides_file.is_file():
+            return []
+        try:
+            saved = yaml.safe_load(self.overrides_file.read_text()) or []
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"cannot read {self.overrides_file}: {error}") from None
+        if not isinstance(saved, list) or not all(isinstance(item, str) for item in saved):
+            raise ConfigError(
+                f"{self.overrides_file} is not a list of overrides; it was not written by Hydra"
+            )
+        return saved
+
+    def overrides(self, metrics: dict[str, Any] | None = None) -> list[str]:
+        """The run's overrides: those metrics.json records (give it when already read), else Hydra's file."""
+        metrics = self.read_metrics() if metrics is None else metrics
+        return list((metrics or {}).get("overrides") or []) or self.read_overrides()
+
+    def read_config(self) -> DictConfig:
+        """The run's saved config: config.yaml (resolved), else .hydra/config.yaml (as composed)."""
+        if not self.path.is_dir():
+            raise UserError(f"{self.path} is not a directory; give the directory of a finished run")
+        path = next((p for p in (self.config_file, self.hydra_dir / "config.yaml") if p.is_file()), None)
+        if path is None:
+            raise UserError(
+                f"{self.path} is not a run directory: it has no config.yaml or .hydra/config.yaml"
+            )
+        from src.config.compose import register_resolvers  # .hydra/config.yaml may name them
+
+        register_resolvers()
+        cfg = OmegaConf.load(path)
+        data = cfg.get("data")
+        if isinstance(data, DictConfig) and any(key in data for key in RETIRED_DATA_KEYS):
+            cfg.model = OmegaConf.to_container(cfg.model, resolve=True)  # it may interpolate them
+            for key in RETIRED_DATA_KEYS:
+                data.pop(key, None)
+        return cfg
+
+    def tested_checkpoint(self) -> Path:
+        """The checkpoint the run's test used (metrics.json's tested_checkpoint, also looked up in
+        checkpoints/ when the run was moved), else checkpoints/last.ckpt."""
+        tested = (self.read_metrics() or {}).get("tested_checkpoint")
+        candidates = [Path(tested), self.checkpoints / Path(tested).name] if tested else []
+        for path in [*candidates, self.last_checkpoint]:
+            if path.is_file():
+                return path
+        raise UserError(
+            f"no checkpoint in {self.path}: "
+            "neither metrics.json's tested_checkpoint nor checkpoints/last.ckpt"
+        )
+
+    def status(self) -> str:
+        """FINISHED (metrics.json is there), RUNNING (its process holds the lock), else STOPPED."""
+        if self.metrics_file.is_file():
+            return FINISHED
+        return RUNNING if self.is_running() else STOPPED
+
+    def is_running(self) -> bool:
+        """True while some process holds the run's lock."""
+        try:
+            handle = self._running_file.open("r")
+        except FileNotFoundError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            return False
+
+    # ------------------------------------------------------------------------------------ writing
+    def write_config(self, cfg: DictConfig) -> None:
+        self.config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    def write_metrics(self, result: dict[str, Any]) -> None:
+        """metrics.json, whole or not at all: its presence is what marks the run finished."""
+        write_json_atomically(result, self.metrics_file)
+
+    def write_eval(self, split: str, result: dict[str, Any]) -> Path:
+        path = self.eval_file(split)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        return path
+
+    @property
+    def _running_file(self) -> Path:
+        return self.path / ".running"
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Hold the run's `.running` lock for the duration of the block; remove the file afterwards.
+        A run directory another process is training in is a UserError (e.g. resume= of a live run)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = self._running_file.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            raise UserError(
+                f"{self.path} is in use: process {owner} is training in it; wait for it or stop it"
+            ) from None
+        try:
+            handle.truncate(0)
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            self._running_file.unlink(missing_ok=True)
+            handle.close()  # releases the lock
+
+
+def override_key(override: str) -> str:
+    """The key an override sets: `+model.width=2` -> `model.width`."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def find_runs(root: Path) -> list[RunDir]:
+    """Every run at or below `root` (a directory holding metrics.json or .hydra/), in path order."""
+    found = {p.parent for p in root.rglob("metrics.json") if p.is_file()}
+    found |= {p.parent for p in root.rglob(".hydra") if p.is_dir()}
+    return [RunDir(path) for path in sorted(found)]

@@ -1,0 +1,45 @@
+"""Everything a run trains with, instantiated from its composed config (conf/train.yaml and its groups):
+
+    datamodule (cfg.data) -> network (cfg.model) -> LightningModule (cfg.module) -> callbacks, loggers
+    -> Trainer (cfg.trainer)
+
+src.train uses it for a run, src.bench for its measurements.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    import lightning as L
+
+
+def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every `_target_` entry of a config dict (callbacks, loggers)."""
+    if not cfg:
+        return []
+    return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def build(
+    cfg: DictConfig, datamodule: L.LightningDataModule | None = None
+) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
+    """Instantiate datamodule (unless given), network + LightningModule and Trainer from the config."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from src.training.insight import group_insight
+
+    datamodule = instantiate(cfg.data) if datamodule is None else datamodule
+    network = instantiate(cfg.model)
+    module = instantiate(cfg.module, model=network)
+    # fast_dev_run replaces every logger with a DummyLogger: building them would only import TensorBoard.
+    loggers = [] if cfg.trainer.get("fast_dev_run") else instantiate_dict(cfg.get("logger"))
+    callbacks = instantiate_dict(cfg.get("callbacks"))
+    if not loggers:  # the learning-rate monitor has nowhere to write without a logger (logger=none)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    callbacks = group_insight(callbacks)  # one callback for Lightning to call on every step
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return datamodule, module, trainer

@@ -1,0 +1,33 @@
+"""Callbacks that only tests use, named by `_target_` on a test's command line."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+
+
+class EpochPause(Callback):
+    """Sleeps `seconds` between two epochs, after the checkpoint of the one that ended: gives a test
+    the time to kill a run between two checkpoints. Enable with
+    `+callbacks.pause._target_=tests.callbacks.EpochPause +callbacks.pause.seconds=2`. With `marker`
+    (`+callbacks.pause.marker=<file>`), global rank 0 writes the number of epochs done into that file
+    as its pause starts, so a test can wait for the file instead of guessing a time.
+
+    The pause is at the start of every epoch but the first: Lightning runs ModelCheckpoint's
+    `on_train_epoch_end` (where it saves) after every other callback's, so a pause there would come
+    before the epoch's checkpoint."""
+
+    def __init__(self, seconds: float = 1.0, marker: str | None = None) -> None:
+        self.seconds, self.marker = seconds, marker
+
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.current_epoch == 0:
+            return
+        if self.marker and trainer.is_global_zero:
+            scratch = Path(f"{self.marker}.tmp")
+            scratch.write_text(f"{trainer.current_epoch}\n")
+            scratch.replace(self.marker)  # whole or absent, never half-written
+        time.sleep(self.seconds)
