@@ -32,6 +32,7 @@ from src.errors import ConfigError, UserError
 from src.metric_names import LOGGED_METRICS
 from src.models.geometry import check_network
 from src.schema import SUPPLIED_ARGUMENTS, check_cache_dir, check_writable, output_directory, validate_config
+from src.trackers import check_packages
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = PROJECT_ROOT / "conf"
@@ -188,6 +189,7 @@ def validate_command_line(argv: Sequence[str]) -> None:
         devices_per_node(cfg.trainer.get("devices", 1))
     # src/schema.py: types, ranges, devices, combinations (before the model sees them)
     validate_config(cfg, known_arguments=group_file_arguments(), on_this_machine=not cluster)
+    check_packages(cfg)  # logger=wandb / mlflow without the trackers extra: one line, how to install it
     check_model(cfg.model)
     check_writable(output_directory(cfg, argv))  # last: it creates the log directory
     check_cache_dir(Path(str(cfg.paths.cache_dir)).expanduser())

@@ -114,6 +114,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L  # first: importing it sets the env var skip_nvml_probe_without_driver reads
     import torch
 
+    from src.trackers import closing
+
     quiet_lightning()
     skip_nvml_probe_without_driver()
     install_child_command()  # DDP children: this job's overrides in this job's directory (src/distributed.py)
@@ -130,8 +132,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.prepare_data()
     datamodule, module, trainer = build(cfg, datamodule)
     # Rank 0 holds the run directory's lock while it trains (src/rundir.py: src.report tells a run that is
-    # still going from one that died); the other ranks write nothing of their own.
-    with running(output_dir) if trainer.is_global_zero else contextlib.nullcontext():
+    # still going from one that died); the other ranks write nothing of their own. The trackers' runs
+    # (W&B, MLflow: src/trackers.py) end with the block, as failed if it raised.
+    with running(output_dir) if trainer.is_global_zero else contextlib.nullcontext(), closing(trainer):
         return fit_and_test(cfg, datamodule, module, trainer, output_dir)
 
 
@@ -145,11 +148,13 @@ def fit_and_test(
     """Fit, test the chosen checkpoint, and (rank 0) write config.yaml and metrics.json."""
     from src.insight import log_hparams
     from src.models.shapes import pooled_shapes
+    from src.trackers import log_config, log_result
 
     shapes = pooled_shapes(module.model)  # before training: on the CPU, one image, the weights untouched
     if trainer.is_global_zero:
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
+    log_config(trainer, cfg)  # the trackers' hyper-parameters: the resolved config, group choices first
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.perf_counter() - start
@@ -172,6 +177,7 @@ def fit_and_test(
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
     }
     log_hparams(trainer, cfg, metrics)  # TensorBoard's HParams tab: this run's config + final metrics
+    log_result(trainer, result)  # the trackers: final metrics, the best checkpoint's path
     if trainer.is_global_zero:
         write_json_atomically(result, output_dir / "metrics.json")
         summary = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("test/loss", "test/acc") if k in metrics)
