@@ -201,7 +201,7 @@ def local_store(tracking_uri: str) -> Path | None:
     if tracking_uri.startswith("sqlite:///"):
         return Path(tracking_uri[len("sqlite:///") :])
     parsed = urlparse(tracking_uri)
-    if parsed.scheme in ("", "file"):
+    if parsed.scheme == "file" or (not parsed.scheme and not tracking_uri.startswith("databricks")):
         return Path(unquote(parsed.path))
     return None
 
@@ -367,7 +367,7 @@ def log_text(logger: Any, tag: str, text: str, step: int) -> None:
     if isinstance(logger, wandb_class):
         import wandb
 
-        logger.log_metrics({tag: wandb.Html(f"<pre>{html.escape(plain)}</pre>")}, step=step)
+        logger.log_metrics({tag: wandb.Html(f"<pre>{html.escape(plain)}</pre>", inject=False)}, step=step)
     else:
         logger.experiment.log_text(logger.run_id, plain, f"{_mlflow_key(tag)}.txt")
 
