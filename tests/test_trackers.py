@@ -63,9 +63,9 @@ def train(tmp_path: Path, data: Path, *overrides: str, multirun: bool = False, f
     return out
 
 
-def wandb_inspect(run_folder: Path, tmp_path: Path) -> tuple[dict, list[dict]]:
-    """An offline run as W&B's own CLI reads it: the `--summary` object (state, name, config, summary)
-    and the records of its transaction log (history, run, ...)."""
+def wandb_inspect(run_folder: Path, tmp_path: Path, summary: bool = True) -> tuple[dict, list[dict]]:
+    """An offline run as W&B's own CLI reads it: the `--summary` object (state, name, config, summary;
+    {} with summary=False) and the records of its transaction log (run, config, history, exit, ...)."""
     command = [sys.executable, "-m", "wandb", "leet", "inspect", "--json"]
     env = {**os.environ, "HOME": str(tmp_path / "home")}
 
@@ -78,7 +78,7 @@ def wandb_inspect(run_folder: Path, tmp_path: Path) -> tuple[dict, list[dict]]:
         return result.stdout
 
     records = [json.loads(line) for line in run().splitlines() if line.strip()]
-    return json.loads(run("--summary")), records
+    return (json.loads(run("--summary")) if summary else {}), records
 
 
 def history(records: list[dict]) -> list[dict]:
@@ -202,10 +202,11 @@ def test_a_two_job_multirun_is_two_runs_in_one_group_and_experiment(tiny_mnist, 
     runs = {}
     for job in ("0", "1"):
         (folder,) = (sweep / job / "wandb").glob("offline-run-*")
-        summary, records = wandb_inspect(folder, tmp_path)
-        assert summary["state"] == "finished"
-        assert the_run_record(records)["run_group"] == str(sweep)
-        runs[job] = (summary["run_id"], summary["name"])
+        _, records = wandb_inspect(folder, tmp_path, summary=False)
+        assert [record["exit"].get("exit_code", 0) for record in records if record["type"] == "exit"] == [0]
+        run = the_run_record(records)
+        assert run["run_group"] == str(sweep)
+        runs[job] = (run["run_id"], run["display_name"])
     assert runs["0"][0] != runs["1"][0]
     assert {job: name for job, (_, name) in runs.items()} == names
 
