@@ -20,7 +20,7 @@ train: setup  ## train LeNet-5 on MNIST (DATA_DIR=... points at the data); extra
 test: setup-trackers  ## the whole test suite, real-data and tracker tests included (data tests skip without DATA_DIR data)
 	$(RUN) pytest $(ARGS)
 
-test-fast: setup-trackers  ## everything but the slow tests (real data, DDP, the fresh-machine set-up)
+test-fast: setup-trackers  ## everything but the slow tests (real data, the fresh-machine set-up, ...)
 	$(RUN) pytest -m "not slow" $(ARGS)
 
 lint: setup

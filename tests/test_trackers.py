@@ -220,6 +220,55 @@ def test_a_two_job_multirun_is_two_runs_in_one_group_and_experiment(tiny_mnist, 
     assert {run.data.tags["run_dir"] for run in found} == {str(sweep / "0"), str(sweep / "1")}
 
 
+# ------------------------------------------------------------------------------------------ failures
+FAIL = """
+import sys
+from types import SimpleNamespace
+from src.trackers import closing, mlflow_logger, wandb_logger
+
+out = sys.argv[1]
+def job(name):  # one job's loggers, as src.train builds them
+    store = f"sqlite:///{out}/mlflow.db"
+    loggers = [wandb_logger(save_dir=f"{out}/{name}", state_dir=f"{out}/wandb", name=name, group="sweep"),
+               mlflow_logger(tracking_uri=store, experiment_name="sweep", run_name=name)]
+    return SimpleNamespace(loggers=loggers, is_global_zero=True)
+
+trainer = job("failing")
+try:
+    with closing(trainer):
+        for logger in trainer.loggers:
+            logger.log_metrics({"val/acc": 0.5}, step=1)
+        raise RuntimeError("the job failed")
+except RuntimeError:
+    pass
+trainer = job("next")  # the next job of a multirun in the same process: a run of its own
+with closing(trainer):
+    for logger in trainer.loggers:
+        logger.log_metrics({"val/acc": 0.75}, step=1)
+"""
+
+
+def test_a_failed_job_ends_its_tracker_runs_as_failed_and_the_next_job_gets_its_own(tmp_path):
+    need("wandb", "mlflow")
+    (tmp_path / "home").mkdir()
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run([sys.executable, "-c", FAIL, str(tmp_path)], cwd=PROJECT_ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    exits, ids = {}, set()
+    for name in ("failing", "next"):
+        (folder,) = (tmp_path / name / "wandb").glob("offline-run-*")
+        _, records = wandb_inspect(folder, tmp_path, summary=False)
+        exits[name] = [record["exit"].get("exit_code", 0) for record in records if record["type"] == "exit"]
+        ids.add(the_run_record(records)["run_id"])
+    assert exits == {"failing": [1], "next": [0]} and len(ids) == 2
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("sweep").experiment_id])
+    assert {run.info.run_name: run.info.status for run in runs} == {"failing": "FAILED", "next": "FINISHED"}
+
+
 # ------------------------------------------------------------------------------------------ DDP
 @pytest.mark.slow
 def test_ddp_logs_one_run_from_rank_zero(tiny_mnist, tmp_path):
