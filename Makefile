@@ -1,22 +1,26 @@
 # Every target sets itself up: scripts/uv installs uv when it is missing (and finds it wherever it went),
-# then `uv sync` builds .venv from uv.lock.
+# then `uv sync` builds .venv from uv.lock. `--inexact`: an extra installed before (trackers) is kept.
 SHELL := /bin/bash
 UV := ./scripts/uv
+SYNC := $(UV) sync --frozen --inexact
 RUN := $(UV) run --frozen
 ARGS ?=
 
-.PHONY: setup train test test-fast lint format tensorboard bench summary screenshots clean
+.PHONY: setup setup-trackers train test test-fast lint format tensorboard bench summary screenshots clean
 
 setup:  ## install uv (if missing) and the locked environment
-	$(UV) sync --frozen
+	$(SYNC)
+
+setup-trackers:  ## setup + the optional trackers extra: Weights & Biases and MLflow (logger=wandb|mlflow|many)
+	$(SYNC) --extra trackers
 
 train: setup  ## train LeNet-5 on MNIST (DATA_DIR=... points at the data); extra overrides: ARGS="..."
 	$(RUN) python -m src.train model=lenet5 data=mnist $(ARGS)
 
-test: setup  ## the whole test suite, real-data tests included (they skip without DATA_DIR data)
+test: setup-trackers  ## the whole test suite, real-data and tracker tests included (data tests skip without DATA_DIR data)
 	$(RUN) pytest $(ARGS)
 
-test-fast: setup  ## everything but the slow real-data tests
+test-fast: setup-trackers  ## everything but the slow tests (real data, the fresh-machine set-up, ...)
 	$(RUN) pytest -m "not slow" $(ARGS)
 
 lint: setup

@@ -21,7 +21,7 @@ train() {  # train <run name> <overrides...>
         return
     fi
     local dir=outputs/flowers17_gpu/$name
-    "$python" -m src.train trainer=gpu logger=many callbacks.progress_bar=null hydra.run.dir="$dir" "$@" 2>&1 |
+    "$python" -m src.train trainer=gpu "logger=[tensorboard,csv]" callbacks.progress_bar=null hydra.run.dir="$dir" "$@" 2>&1 |
         grep -v "^\s*$" | tail -n 4
     cp "$dir/csv/metrics.csv" "$results/$name.csv"
     cp "$dir/metrics.json" "$results/$name.json" && echo "$name: $(tr -d '\n ' <"$dir/metrics.json")"

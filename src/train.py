@@ -46,6 +46,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from src.lightning_ext.process import launch_ranks_with, prepare_process
+    from src.training.trackers import closing
 
     prepare_process()
     launch_ranks_with(child_command)  # DDP ranks: this job's overrides in this job's directory
@@ -62,8 +63,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         datamodule.prepare_data()
     datamodule, module, trainer = build(cfg, datamodule)
     # Rank 0 holds the run directory's lock while it trains (src/runs/rundir.py: src.report tells a run
-    # that is still going from one that died); the other ranks write nothing of their own.
-    with run.running() if trainer.is_global_zero else contextlib.nullcontext():
+    # that is still going from one that died); the other ranks write nothing of their own. The trackers'
+    # runs (W&B, MLflow: src/training/trackers.py) end with the block, as failed if it raised.
+    with run.running() if trainer.is_global_zero else contextlib.nullcontext(), closing(trainer):
         return fit_and_test(cfg, datamodule, module, trainer, run)
 
 
@@ -87,11 +89,13 @@ def fit_and_test(
     """Fit, test the chosen checkpoint, and (rank 0) write config.yaml and metrics.json."""
     from src.models.shapes import pooled_shapes
     from src.training.insight import log_hparams
+    from src.training.trackers import log_config, log_result
 
     shapes = pooled_shapes(module.model)  # before training: on the CPU, one image, the weights untouched
     if trainer.is_global_zero:
         run.write_config(cfg)
 
+    log_config(trainer, cfg)  # the trackers' hyper-parameters: the resolved config, group choices first
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.perf_counter() - start
@@ -114,6 +118,7 @@ def fit_and_test(
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
     }
     log_hparams(trainer, cfg, metrics)  # TensorBoard's HParams tab: this run's config + final metrics
+    log_result(trainer, result)  # the trackers: final metrics, the best checkpoint's path
     if trainer.is_global_zero:
         run.write_metrics(result)
         summary = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("test/loss", "test/acc") if k in metrics)

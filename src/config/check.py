@@ -33,6 +33,7 @@ from src.config.schema import (
 )
 from src.models.geometry import check_network
 from src.training.metric_names import LOGGED_METRICS
+from src.training.trackers import check_packages
 from src.utils.errors import ConfigError
 
 # Launchers whose jobs run on other machines: the devices they name are not looked for here.
@@ -117,6 +118,7 @@ def validate_command_line(argv: Sequence[str]) -> None:
         on_this_machine=not cluster,
         known_precisions=group_file_precisions(),
     )
+    check_packages(cfg)  # logger=wandb / mlflow without the trackers extra: one line, how to install it
     check_model(cfg.model)
     check_writable(output_directory(cfg, argv))  # last: it creates the log directory
     check_cache_dir(Path(str(cfg.paths.cache_dir)).expanduser())

@@ -1,6 +1,7 @@
 """TensorBoard insight: see what the networks, pooling and padding do.
 
-Every callback here writes into the run's TensorBoard event files (`<run dir>/tensorboard/`), and each is
+Every callback here writes into the run's TensorBoard event files (`<run dir>/tensorboard/`) and, through
+`log_image`/`log_text`, into the run's trackers (W&B, MLflow: src/training/trackers.py) too; each is
 its own entry in conf/callbacks/insight.yaml, so any of them can be switched off on the command line,
 e.g. `callbacks.feature_maps=null`. Images are logged every `callbacks.every_n_epochs` epochs (and at
 the last epoch), at the trainer's global step, so TensorBoard's step slider walks through training.
@@ -15,8 +16,9 @@ the last epoch), at the trainer's global step, so TensorBoard's step slider walk
     graphs    the network traced from example_input_array  src/lightning_ext/tensorboard.py
 
 Rules every callback follows:
-- nothing is logged unless the run has a TensorBoard logger (`fast_dev_run` swaps the loggers for a
-  DummyLogger, `logger=none` has none: the callbacks then do nothing);
+- nothing is logged unless the run has a logger that takes images, TensorBoard or a tracker
+  (`fast_dev_run` swaps the loggers for a DummyLogger, `logger=none` and `logger=csv` have none: the
+  callbacks then do nothing);
 - no per-step host synchronisation: whatever is collected per batch stays on the device and is only
   copied to the host once, when it is drawn;
 - images are logged from global rank 0 only.
@@ -56,6 +58,39 @@ def tensorboard(trainer: L.Trainer):
         if isinstance(logger, LightningTensorBoardLogger):
             return logger.experiment
     return None
+
+
+def image_loggers(trainer: L.Trainer) -> list[Any]:
+    """The run's loggers that take images: its TensorBoard logger, then its trackers
+    (src/training/trackers.py)."""
+    from src.training.trackers import trackers
+
+    writer = [logger for logger in trainer.loggers if isinstance(logger, LightningTensorBoardLogger)][:1]
+    return writer + trackers(trainer)
+
+
+def log_image(trainer: L.Trainer, tag: str, image: Tensor, step: int) -> None:
+    """One (C, H, W) image, uint8 or float in [0, 1], to every logger that takes images: TensorBoard's
+    `add_image`, and the trackers' image APIs (src/training/trackers.py). Global rank 0 only, like every
+    caller."""
+    from src.training import trackers
+
+    for logger in image_loggers(trainer):
+        if isinstance(logger, LightningTensorBoardLogger):
+            logger.experiment.add_image(tag, image, step)
+        else:
+            trackers.log_image(logger, tag, image, step)
+
+
+def log_text(trainer: L.Trainer, tag: str, text: str, step: int) -> None:
+    """A (markdown) text to TensorBoard's Text tab and to the trackers (src/training/trackers.py)."""
+    from src.training import trackers
+
+    for logger in image_loggers(trainer):
+        if isinstance(logger, LightningTensorBoardLogger):
+            logger.experiment.add_text(tag, text, step)
+        else:
+            trackers.log_text(logger, tag, text, step)
 
 
 def network(pl_module: L.LightningModule) -> nn.Module:
@@ -110,7 +145,7 @@ class EveryNEpochs(InsightCallback):
         self.every_n_epochs = max(1, int(every_n_epochs))
 
     def due(self, trainer: L.Trainer) -> bool:
-        if trainer.sanity_checking or not trainer.is_global_zero or tensorboard(trainer) is None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not image_loggers(trainer):
             return False
         epoch = trainer.current_epoch + 1
         return epoch % self.every_n_epochs == 0 or epoch == trainer.max_epochs
@@ -227,7 +262,7 @@ class InputGrid(EveryNEpochs):
         if images.ndim == 5:  # several crops per image: show the first
             images = images[:, 0]
         grid = make_grid(to_unit_range(images), nrow=int(math.sqrt(len(images))) or 1, padding=2)
-        tensorboard(trainer).add_image("inputs/train", grid, trainer.global_step)
+        log_image(trainer, "inputs/train", grid, trainer.global_step)
         self.batch = None
 
 
@@ -254,7 +289,7 @@ class ConvFilters(EveryNEpochs):
         tiles = enlarge((tiles - low) / (high - low).clamp_min(1e-8), self.min_tile)
         nrow = weight.shape[1] if weight.shape[1] != 3 and weight.shape[1] > 1 else 16
         grid = make_grid(tiles, nrow=min(nrow, len(tiles)), padding=2, pad_value=0.5)
-        tensorboard(trainer).add_image(f"filters/{name}", grid, trainer.global_step)
+        log_image(trainer, f"filters/{name}", grid, trainer.global_step)
 
 
 class FeatureMaps(EveryNEpochs):
@@ -287,26 +322,26 @@ class FeatureMaps(EveryNEpochs):
         features = getattr(network(pl_module), "features", None)
         if self.example is None or features is None or not self.due(trainer):
             return
-        writer, step = tensorboard(trainer), trainer.global_step
+        step = trainer.global_step
         x, shapes = self.example.to(pl_module.device), [f"input: {tuple(self.example.shape[1:])}"]
         factor = max(1, math.ceil(self.input_tile / max(x.shape[-2:])))
         with torch.no_grad():
-            self._log(writer, "00_input", x, step, factor)
+            self._log(trainer, "00_input", x, step, factor)
             for index, (name, layer) in enumerate(features.named_children(), start=1):
                 x = layer(x)  # in eval mode: dropout off, BatchNorm uses its running statistics
-                self._log(writer, f"{index:02d}_{name}", x, step, factor)
+                self._log(trainer, f"{index:02d}_{name}", x, step, factor)
                 shapes.append(f"{index:02d}_{name} ({type(layer).__name__}): {tuple(x.shape[1:])}")
         if not self.shapes_logged:  # markdown: two trailing spaces end a line
-            writer.add_text("feature_maps/shapes", "  \n".join(shapes), step)
+            log_text(trainer, "feature_maps/shapes", "  \n".join(shapes), step)
             self.shapes_logged = True
 
-    def _log(self, writer, tag: str, x: Tensor, step: int, factor: int) -> None:
+    def _log(self, trainer: L.Trainer, tag: str, x: Tensor, step: int, factor: int) -> None:
         maps = x[0, : self.max_channels].float().cpu().unsqueeze(1)  # (channels, 1, H, W)
         maps = to_unit_range(maps)
         if factor > 1:
             maps = F.interpolate(maps, scale_factor=factor, mode="nearest")
         grid = make_grid(maps, nrow=math.ceil(math.sqrt(len(maps))), padding=2, pad_value=1.0)
-        writer.add_image(f"feature_maps/{tag}", grid, step)
+        log_image(trainer, f"feature_maps/{tag}", grid, step)
 
 
 class FeatureMapStatistics(InsightCallback):
@@ -375,7 +410,7 @@ class ConfusionAndMistakes(EveryNEpochs):
 
     # ---- collection
     def _start(self, trainer: L.Trainer, stage: str) -> None:
-        active = (stage == "test" and trainer.is_global_zero and tensorboard(trainer) is not None) or (
+        active = (stage == "test" and trainer.is_global_zero and bool(image_loggers(trainer))) or (
             stage == "val" and self.due(trainer)
         )
         self.state = {} if active else None
@@ -413,13 +448,13 @@ class ConfusionAndMistakes(EveryNEpochs):
         if not self.state or "counts" not in self.state:
             self.state = None
             return
-        writer, step, state = tensorboard(trainer), trainer.global_step, self.state
+        step, state = trainer.global_step, self.state
         self.state = None
         classes = math.isqrt(len(state["counts"]))
         names = trainer.datamodule.label_names(classes)
         if self.confusion:
             matrix = state["counts"].view(classes, classes).cpu()
-            writer.add_image(f"confusion_matrix/{stage}", confusion_figure(matrix, names, stage), step)
+            log_image(trainer, f"confusion_matrix/{stage}", confusion_figure(matrix, names, stage), step)
         if self.mistakes:
             wrong = state["score"] >= 0
             if bool(wrong.any()):
@@ -430,7 +465,7 @@ class ConfusionAndMistakes(EveryNEpochs):
                     state["score"][wrong].cpu(),
                     names,
                 )
-                writer.add_image(f"mistakes/{stage}", image, step)
+                log_image(trainer, f"mistakes/{stage}", image, step)
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._start(trainer, "val")
