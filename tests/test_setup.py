@@ -8,6 +8,7 @@ be on PATH.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -28,6 +29,17 @@ def uv_cache_dir() -> str:
         return os.environ["UV_CACHE_DIR"]
     cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return str(Path(cache_home) / "uv")
+
+
+# What a machine's own set-up puts in the environment to reach the package registry (CA bundles, proxies,
+# pip/uv index settings): a new user has these too, so the bare environment below keeps them.
+NETWORK_SETTINGS = re.compile(
+    r"SSL_CERT_(FILE|DIR)|.*_CA_BUNDLE|.*CA_CERTS.*|PIP_.*|UV_.*|(HTTPS?|NO|ALL)_PROXY", re.IGNORECASE
+)
+
+
+def network_settings() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if NETWORK_SETTINGS.fullmatch(name)}
 
 
 def copy_checkout(target: Path) -> Path:
@@ -62,7 +74,8 @@ def test_make_setup_works_the_first_time_without_uv(tmp_path):
     assert shutil.which("uv", path=path) is None, "this test needs a PATH without uv"
     assert not (home / ".local" / "bin" / "uv").exists()
     repo = copy_checkout(tmp_path / "repo")
-    env = {"PATH": path, "HOME": str(home), "UV_CACHE_DIR": uv_cache_dir(), "LANG": "C.UTF-8"}
+    bare = {"PATH": path, "HOME": str(home), "UV_CACHE_DIR": uv_cache_dir(), "LANG": "C.UTF-8"}
+    env = {**network_settings(), **bare}
 
     setup = subprocess.run(["make", "setup"], cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
     assert setup.returncode == 0, setup.stdout + setup.stderr
