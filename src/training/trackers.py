@@ -152,7 +152,7 @@ def hydra_job() -> Job:
 
 
 def _launch_rank() -> int:
-    from src.distributed import launch_rank
+    from src.training.distributed import launch_rank
 
     return launch_rank()
 
