@@ -30,7 +30,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.runs.rundir import RunDir
+from src.runs.rundir import RUN_CONFIG_KEYS, RunDir
 from src.utils.checkpoints import check_checkpoint, state_shapes
 from src.utils.errors import UserError, user_errors
 
@@ -39,7 +39,7 @@ SPLITS = ("test", "val", "train")
 
 def load_run_config(run: RunDir, overrides: Sequence[str] = ()) -> DictConfig:
     """The run's saved config with `key=value` overrides applied (struct mode: no new keys)."""
-    cfg = run.read_config()
+    cfg = run.read_config(needs=RUN_CONFIG_KEYS)
     OmegaConf.set_struct(cfg, True)
     for override in overrides:
         key, sep, value = override.partition("=")

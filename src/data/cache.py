@@ -87,13 +87,16 @@ def load_or_build(
 
 
 def remove_stale(paths: Iterable[Path], what: str) -> None:
-    """Remove files or folders an older layout of the cache left (nothing reads them any more), one line
-    each; in a read-only cache they stay, unread."""
+    """Remove the files or folders an older layout of the cache left (nothing reads them any more), and
+    say so in one line; in a read-only cache they stay, unread."""
+    removed = []
     for path in paths:
-        if not (path.is_file() or path.is_dir()):
-            continue
         try:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-        except OSError:
+        except OSError:  # absent, or a read-only cache
             continue
-        log.warning("%s: removed %s, left in the cache by an older version of this code", what, path)
+        removed.append(str(path))
+    if removed:
+        log.warning(
+            "%s: removed %s, left in the cache by an older version of this code", what, ", ".join(removed)
+        )

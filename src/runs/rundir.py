@@ -29,7 +29,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ FINISHED, RUNNING, STOPPED = "finished", "running", "stopped"
 # (src/data/catalog.py) hold under `data:`, and that the datamodules no longer take.
 RETIRED_DATA_KEYS = ("num_classes", "image_channels")
 # What every config src.train saves holds, and what src.eval rebuilds the run from.
-CONFIG_KEYS = ("data", "model", "module")
+RUN_CONFIG_KEYS = ("data", "model", "module")
 
 
 class RunFileError(ConfigError):
@@ -132,8 +132,9 @@ class RunDir:
         metrics = self.read_metrics() if metrics is None else metrics
         return list((metrics or {}).get("overrides") or []) or self.read_overrides()
 
-    def read_config(self) -> DictConfig:
-        """The run's saved config: config.yaml (resolved), else .hydra/config.yaml (as composed)."""
+    def read_config(self, needs: Sequence[str] = ()) -> DictConfig:
+        """The run's saved config: config.yaml (resolved), else .hydra/config.yaml (as composed); one that
+        lacks a key of `needs` (e.g. RUN_CONFIG_KEYS, cut short) is damaged."""
         if not self.path.is_dir():
             raise UserError(f"{self.path} is not a directory; give the directory of a finished run")
         path = next((p for p in (self.config_file, self.hydra_dir / "config.yaml") if p.is_file()), None)
@@ -148,7 +149,9 @@ class RunDir:
             cfg = OmegaConf.load(path)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
             raise RunFileError(f"{path} is damaged ({_reason(error)})") from None
-        missing = [key for key in CONFIG_KEYS if not isinstance(cfg, DictConfig) or key not in cfg]
+        if not isinstance(cfg, DictConfig):
+            raise RunFileError(f"{path} is damaged: it holds a list, not a config")
+        missing = [key for key in needs if key not in cfg]
         if missing:
             raise RunFileError(
                 f"{path} is damaged: it lacks {', '.join(missing)}, which every run's config has"

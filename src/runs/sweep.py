@@ -117,6 +117,9 @@ class SweepSummary(Callback):
         direction = str(direction).split(".")[-1] if isinstance(direction, str) else None
         summary = write_summary(sweep_dir, config.get("optimized_metric"), direction)
         line = f"{len(summary['runs'])} runs summarised in {sweep_dir / 'summary.json'}"
+        damaged = [run["job"] for run in summary["runs"] if run["status"] == "damaged"]
+        if damaged:
+            line += f"; damaged, left out: job {', '.join(damaged)}"
         if summary["best"]:
             best = summary["best"]
             line += f"; best {summary['optimized_metric']} {best['value']:.4f}: job {best['job']}"
