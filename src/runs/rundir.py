@@ -111,6 +111,9 @@ class RunDir:
             raise RunFileError(f"{self.metrics_file} is damaged ({_reason(error)})") from None
         if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
             raise RunFileError(f'{self.metrics_file} is damaged: it holds no "metrics" object')
+        wrong = [name for name, value in data["metrics"].items() if not isinstance(value, int | float)]
+        if wrong:
+            raise RunFileError(f"{self.metrics_file} is damaged: {', '.join(wrong)} are not numbers")
         return data
 
     def read_overrides(self) -> list[str]:
