@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from src.data import cache
+from src.data.flowers17 import Flowers17
 from tests.conftest import fast_overrides, run_cli
 from tests.test_report import fake_run
-from tests.tiny_data import make_tiny_cifar, make_tiny_mnist
+from tests.tiny_data import make_tiny_cifar, make_tiny_flowers, make_tiny_mnist
 
 QUIET = ["logger=none", "callbacks.input_grid=null", "callbacks.feature_maps=null", "callbacks.filters=null"]
 TRUNCATED = "is truncated or not a checkpoint (no complete zip archive)"
@@ -353,3 +354,16 @@ def test_a_cache_with_no_room_is_skipped_in_one_line_and_the_run_goes_on(tmp_pat
     }
     assert not cached.exists() and not list((tmp_path / "cache").rglob("*.tmp"))
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]["test/acc"] >= 0
+
+
+def test_flowers17_cache_damaged_is_rebuilt(tmp_path):
+    data = make_tiny_flowers(tmp_path / "data")
+    Flowers17(data, cache_dir=tmp_path / "cache")  # decoded into the cache here: quicker than a first run
+    cached = tmp_path / "cache" / "flowers17" / "17flowers-256px.pt"
+    truncate(cached)
+    overrides = [o for o in fast_overrides(data, tmp_path) if not o.startswith("data.val_size")]
+    lines = cache_line(
+        succeeded(run_cli("src.train", *overrides, *QUIET, "data=flowers17", "debug=fast")), "Flowers-17"
+    )
+    assert len(lines) == 1 and lines[0].startswith(f"Flowers-17: the cached copy {cached} cannot be read (")
+    assert lines[0].endswith("; rebuilding it from the source")
