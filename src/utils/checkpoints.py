@@ -15,7 +15,9 @@ So the checks, in order:
 3. `data.pkl` unpickles, with every class it names replaced by an inert stand-in (`_Inert`, `_shape`):
    nothing in the file is imported or run, and a tensor becomes its shape, so the state_dict's names
    and shapes can be compared with a model's without loading a single weight;
-4. it is a dict with `state_dict`, `epoch` and `global_step`: what Lightning writes.
+4. it is a dict with `state_dict`, `epoch` and `global_step`: what Lightning writes; for training to
+   continue from it (`resume=`, `ckpt_path=`), with `optimizer_states` too;
+5. (`check_checkpoint`, once the model is built) its weights have the model's names and shapes.
 """
 
 from __future__ import annotations
