@@ -3,11 +3,14 @@
     python -m src.eval outputs/train/runs/2026-11-25_17-00-44
     python -m src.eval <run dir> split=val
     python -m src.eval <run dir> split=test data.data_dir=/elsewhere data.eval_batch_size=500
+    python -m src.eval <run dir> ckpt_path=<run dir>/checkpoints/epoch_004.ckpt
 
 The run's own saved config (`<run>/config.yaml`, the resolved one, else `.hydra/config.yaml`) rebuilds
 the datamodule and the network; the weights come from the run's best checkpoint (metrics.json's
-`tested_checkpoint`, else `checkpoints/last.ckpt`), loaded with `torch.load(weights_only=True)`: our
-checkpoints hold tensors and plain values only, never pickled code. Further `key=value` overrides
+`tested_checkpoint`, else `checkpoints/last.ckpt`; or `ckpt_path=`), checked first (whole, a Lightning
+checkpoint, this model's: src/utils/checkpoints.py) and loaded with `torch.load(weights_only=True)`:
+our checkpoints hold tensors and plain values only, never pickled code. A damaged or foreign
+checkpoint, metrics.json or saved config ends in one line naming the file. Further `key=value` overrides
 change the saved config (unknown keys are an error). The split is evaluated in order, in batches of
 `data.eval_batch_size`, with the validation/test view of the images (no augmentation), exactly as
 `trainer.test` saw it, so `split=test` reproduces the run's test/acc.
@@ -27,7 +30,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from src.runs.rundir import RunDir
+from src.runs.rundir import RUN_CONFIG_KEYS, RunDir
+from src.utils.checkpoints import check_checkpoint, state_shapes
 from src.utils.errors import UserError, user_errors
 
 SPLITS = ("test", "val", "train")
@@ -35,7 +39,7 @@ SPLITS = ("test", "val", "train")
 
 def load_run_config(run: RunDir, overrides: Sequence[str] = ()) -> DictConfig:
     """The run's saved config with `key=value` overrides applied (struct mode: no new keys)."""
-    cfg = run.read_config()
+    cfg = run.read_config(needs=RUN_CONFIG_KEYS)
     OmegaConf.set_struct(cfg, True)
     for override in overrides:
         key, sep, value = override.partition("=")
@@ -57,15 +61,19 @@ def yaml_value(text: str) -> Any:
         return text
 
 
-def evaluate(run_dir: Path, split: str = "test", overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Rebuild the run, load its checkpoint, evaluate `split`; return (and write) the results."""
+def evaluate(
+    run_dir: Path, split: str = "test", overrides: Sequence[str] = (), ckpt_path: Path | None = None
+) -> dict[str, Any]:
+    """Rebuild the run, load its checkpoint (or `ckpt_path`), evaluate `split`; return (and write) the
+    results."""
     if split not in SPLITS:
         raise UserError(f"split={split} is not a choice; allowed: {', '.join(SPLITS)}")
     run = RunDir(run_dir)
     cfg = load_run_config(run, overrides)
-    checkpoint_path = run.tested_checkpoint()
+    checkpoint_path = ckpt_path or run.tested_checkpoint()
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module, model=instantiate(cfg.model))
+    check_checkpoint(checkpoint_path, state_shapes(module))
     try:
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated file, or one that would need pickled code
@@ -126,17 +134,21 @@ def format_result(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="the directory of a finished run")
-    parser.add_argument("overrides", nargs="*", help="split=test|val|train and key=value config overrides")
+    parser.add_argument(
+        "overrides", nargs="*", help="split=test|val|train, ckpt_path=<file> and key=value config overrides"
+    )
     args = parser.parse_args(argv)
-    split = "test"
+    split, ckpt_path = "test", None
     overrides = []
     for override in args.overrides:
         if override.startswith("split="):
             split = override.partition("=")[2]
+        elif override.startswith("ckpt_path="):
+            ckpt_path = Path(override.partition("=")[2]).expanduser()
         else:
             overrides.append(override)
     with user_errors():
-        result = evaluate(args.run_dir, split, overrides)
+        result = evaluate(args.run_dir, split, overrides, ckpt_path)
         print(format_result(result))
         print(f"\nwrote {RunDir(args.run_dir).eval_file(split)}")
 

@@ -7,6 +7,9 @@ hydra.utils.instantiate (src/training/build.py); this file tells the story of a 
     seed -> datamodule (its data found first) -> network -> LightningModule -> callbacks, loggers -> Trainer
     fit -> test the best checkpoint (or the last: test_checkpoint=last) -> metrics.json in the run directory
 
+Every checkpoint is checked before Lightning loads it (`ckpt_path=`, the tested one): whole, a Lightning
+checkpoint, this model's (src/utils/checkpoints.py), else one line naming the file and the reason.
+
 The return value of `main` is the metric named by `optimized_metric`, so Hydra sweepers (Optuna) can
 minimise / maximise it.
 
@@ -34,7 +37,9 @@ from src.runs.resume import expand_resume
 from src.runs.rundir import RunDir
 from src.training.build import build
 from src.training.distributed import child_command, isolated_job, launch_rank, rank_overrides
+from src.utils.checkpoints import LIGHTNING_KEYWORDS, check_checkpoint, state_shapes
 from src.utils.errors import user_errors
+from src.utils.files import NoSpaceError
 
 if TYPE_CHECKING:
     import lightning as L
@@ -65,8 +70,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Rank 0 holds the run directory's lock while it trains (src/runs/rundir.py: src.report tells a run
     # that is still going from one that died); the other ranks write nothing of their own. The trackers'
     # runs (W&B, MLflow: src/training/trackers.py) end with the block, as failed if it raised.
-    with run.running() if trainer.is_global_zero else contextlib.nullcontext(), closing(trainer):
-        return fit_and_test(cfg, datamodule, module, trainer, run)
+    try:
+        with run.running() if trainer.is_global_zero else contextlib.nullcontext(), closing(trainer):
+            return fit_and_test(cfg, datamodule, module, trainer, run)
+    except NoSpaceError as error:  # a checkpoint or metrics.json: the files written before are whole
+        raise NoSpaceError(
+            f"{error}; then resume={run.path} continues from its last whole checkpoint"
+        ) from None
 
 
 def tested_checkpoint(trainer: L.Trainer, which: str) -> str | None:
@@ -77,6 +87,16 @@ def tested_checkpoint(trainer: L.Trainer, which: str) -> str | None:
         return None
     path = callback.best_model_path if which == "best" else callback.last_model_path
     return path or None
+
+
+def checked(path: str | None, module: L.LightningModule, resume: bool = False) -> str | None:
+    """`path`, once it is known to be a whole checkpoint of this module (with `resume`: one training can
+    continue from): src/utils/checkpoints.py, else a one-line error naming the file and the reason.
+    None and Lightning's own keywords (`ckpt_path=last`) are Lightning's to resolve."""
+    if path is None or path in LIGHTNING_KEYWORDS:
+        return path
+    check_checkpoint(path, state_shapes(module), resume)
+    return path
 
 
 def fit_and_test(
@@ -97,13 +117,17 @@ def fit_and_test(
 
     log_config(trainer, cfg)  # the trackers' hyper-parameters: the resolved config, group choices first
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=checked(cfg.get("ckpt_path"), module, resume=True))
     fit_seconds = time.perf_counter() - start
+    if not any(name.startswith("val/") for name in trainer.callback_metrics):
+        # Resumed from a checkpoint of its last epoch (it stopped after training, e.g. when metrics.json
+        # could not be written): nothing was trained, so the final weights are validated again.
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/", "val/"))}
 
     tested = None
     if cfg.get("test", True):
-        tested = tested_checkpoint(trainer, cfg.get("test_checkpoint", "best"))
+        tested = checked(tested_checkpoint(trainer, cfg.get("test_checkpoint", "best")), module)
         trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 

@@ -31,3 +31,13 @@ class EpochPause(Callback):
             scratch.write_text(f"{trainer.current_epoch}\n")
             scratch.replace(self.marker)  # whole or absent, never half-written
         time.sleep(self.seconds)
+
+
+class DamageBestCheckpoint(Callback):
+    """Cuts the best checkpoint in half once fit has ended, before the test loads it: what a disk error
+    between the two would leave. Enable with
+    `+callbacks.damage._target_=tests.callbacks.DamageBestCheckpoint`."""
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        best = Path(trainer.checkpoint_callback.best_model_path)
+        best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])

@@ -120,7 +120,7 @@ def test_bad_inputs_fail_in_one_line_before_training(tmp_path):
             "MNIST image and label counts differ",
             _wrong_count(tmp_path / "count"),
             [],
-            [r"train-images-idx3-ubyte holds 256 images but .*train-labels-idx1-ubyte 100 labels"],
+            [r"train-images-idx3-ubyte\.gz holds 256 images but .*train-labels-idx1-ubyte\.gz 100 labels"],
         ),
         (
             "missing Flowers-17 archive",

@@ -41,8 +41,8 @@ def test_reads_plain_or_gzipped_idx_from_a_read_only_directory(tmp_path, compres
     assert {k: len(v) for k, v in dm.splits.items()} == {"train": 150, "val": 50, "test": 40}
     assert dm.splits["train"].images.dtype == torch.uint8
     assert dm.splits["train"].images.shape[1:] == (1, 28, 28)
-    # gzipped files are decompressed into the cache, plain ones are read in place
-    assert (tmp_path / "cache" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists() == compress
+    # gzipped files are decoded into the checked cache, plain ones are read in place
+    assert (tmp_path / "cache" / "MNIST" / "mnist-uint8.pt").exists() == compress
 
 
 def test_split_is_deterministic_and_disjoint(tiny_mnist, tmp_path):
@@ -96,7 +96,7 @@ def test_corrupt_gzip_is_a_data_error(tmp_path):
     (data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip")
     with pytest.raises(DataError, match="cannot decompress .*train-images-idx3-ubyte.gz"):
         datamodule(data_dir, tmp_path / "cache").prepare_data()
-    assert not list((tmp_path / "cache" / "MNIST" / "raw").glob("*.tmp"))  # nothing half-written
+    assert not list((tmp_path / "cache").rglob("*.tmp"))  # nothing half-written
 
 
 def fake_mirror(source_raw):

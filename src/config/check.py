@@ -4,9 +4,9 @@ torch and Lightning are imported (10-20 s on a small machine).
 What it checks, in order: the group choices (`pooling=median`), unknown keys and interpolations (by
 composing the config), `optimized_metric`, the value rules and combinations (src/config/schema.py, the
 datasets' cards), the network (its torch-free plan, src/models/geometry.py: choices and input size),
-and the output and cache directories. Only a config that names a network outside src/models, asks for
-a GPU, gives an optimizer/scheduler a key conf/ never sets, or a precision conf/ never sets imports
-torch (or Lightning) to be checked.
+`ckpt_path=` (a whole checkpoint: src/utils/checkpoints.py), and the output and cache directories.
+Only a config that names a network outside src/models, asks for a GPU, gives an optimizer/scheduler a
+key conf/ never sets, or a precision conf/ never sets imports torch (or Lightning) to be checked.
 
 Why the config is composed twice per run, once here and once by Hydra: `@hydra.main` composes only as
 part of starting the run (the run or sweep directory, logging, the sweeper's first trial), and Hydra's
@@ -34,6 +34,7 @@ from src.config.schema import (
 from src.models.geometry import check_network
 from src.training.metric_names import LOGGED_METRICS
 from src.training.trackers import check_packages
+from src.utils.checkpoints import LIGHTNING_KEYWORDS, read_checkpoint
 from src.utils.errors import ConfigError
 
 # Launchers whose jobs run on other machines: the devices they name are not looked for here.
@@ -98,6 +99,13 @@ def check_model(model: DictConfig) -> None:
             instantiate(model)
 
 
+def check_checkpoint_file(path: str | None) -> None:
+    """`ckpt_path=` names a whole Lightning checkpoint that training can continue from; whether it is this
+    model's is answered once the model is built (src/train.py), as that needs torch."""
+    if path is not None and str(path) not in LIGHTNING_KEYWORDS:
+        read_checkpoint(Path(str(path)).expanduser(), resume=True)
+
+
 def validate_command_line(argv: Sequence[str]) -> None:
     """Everything that can be checked before a run starts (module doc), for the overrides Hydra will get;
     raises one ConfigError (or the error of composing) with a one-line message."""
@@ -120,5 +128,6 @@ def validate_command_line(argv: Sequence[str]) -> None:
     )
     check_packages(cfg)  # logger=wandb / mlflow without the trackers extra: one line, how to install it
     check_model(cfg.model)
+    check_checkpoint_file(cfg.get("ckpt_path"))
     check_writable(output_directory(cfg, argv))  # last: it creates the log directory
     check_cache_dir(Path(str(cfg.paths.cache_dir)).expanduser())

@@ -11,12 +11,16 @@ worth keeping if a later run can tell that it is whole and current, so each one 
 - `crc32`: a checksum of every tensor's bytes, so a truncated or damaged file is caught when read.
 
 `load_or_build` returns the tensors when all three match; otherwise it says in one line why the entry is
-rebuilt, rebuilds it from the source, and the run goes on. Writes are atomic (src/utils/files.py).
+rebuilt, rebuilds it from the source, and the run goes on. Writes are atomic (src/utils/files.py); a
+cache that has no room left for the entry is said in one line too, and the run goes on without it.
+Every dataset keeps what it decodes here (MNIST's gunzipped files, CIFAR-10's pickles, Flowers-17's
+JPEGs); `remove_stale` clears what older layouts of the cache left, which nothing reads any more.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from src.utils.files import atomic_save
+from src.utils.files import NoSpaceError, atomic_save
 
 LAYOUT = 1
 log = logging.getLogger(__name__)
@@ -75,5 +79,24 @@ def load_or_build(
         log.warning("%s: the cached copy %s %s; rebuilding it from the source", what, path, problem)
     tensors = build()
     sums = {name: checksum(tensor) for name, tensor in tensors.items()}
-    atomic_save({"layout": LAYOUT, "source": source, "crc32": sums, "tensors": tensors}, path)
+    try:
+        atomic_save({"layout": LAYOUT, "source": source, "crc32": sums, "tensors": tensors}, path)
+    except NoSpaceError as error:  # the data is in memory: this run goes on, the next decodes again
+        log.warning("%s: not cached, %s", what, error)
     return tensors
+
+
+def remove_stale(paths: Iterable[Path], what: str) -> None:
+    """Remove the files or folders an older layout of the cache left (nothing reads them any more), and
+    say so in one line; in a read-only cache they stay, unread."""
+    removed = []
+    for path in paths:
+        try:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        except OSError:  # absent, or a read-only cache
+            continue
+        removed.append(str(path))
+    if removed:
+        log.warning(
+            "%s: removed %s, left in the cache by an older version of this code", what, ", ".join(removed)
+        )

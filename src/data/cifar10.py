@@ -5,11 +5,15 @@ Where the data is looked for, in order:
 2. `cifar-10-python.tar.gz` in `<data_dir>` or `<cache_dir>/cifar10/`; when absent and `download` is on,
    it is downloaded into `<data_dir>` (or `<cache_dir>/cifar10/` when `data_dir` is read-only).
    It is extracted into a scratch folder of the cache, never into `data_dir`.
+When both are there and the extracted folder cannot be read (a truncated pickle), one line says so and
+the archive is read instead.
 
 The six pickles are decoded once into `<cache_dir>/cifar10/cifar10-uint8.pt` (src/data/cache.py: uint8
 images and labels, with a checksum of each, rebuilt when damaged or when the source changes); later runs
 only load that file, and the extracted pickles are removed once decoded. Only the extracted files are
 read, never the archive's own md5: a repacked archive of the official files is as good as the original.
+Older versions kept the extracted pickles in `<cache_dir>/cifar10/cifar-10-batches-py/` and read them
+unchecked; that folder is removed (src/data/cache.py: remove_stale).
 
 The training set is split deterministically (`split_seed`) into 45,000 for training and 5,000 for
 validation; training batches get the usual augmentation: random 32x32 crops of the image zero-padded
@@ -18,6 +22,7 @@ by 4 pixels, and random horizontal flips.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import shutil
 import tempfile
@@ -29,13 +34,14 @@ from torchvision.datasets import CIFAR10
 
 from src.data import catalog
 from src.data.base import InMemoryDataModule, TensorSplit, random_crops
-from src.data.cache import fingerprint, load_or_build
+from src.data.cache import fingerprint, load_or_build, remove_stale
 from src.data.files import download_atomically, download_dir, extract_folder_atomically
 from src.utils.errors import DataError
 
 ARCHIVE = CIFAR10.filename  # cifar-10-python.tar.gz
 FOLDER = CIFAR10.base_folder  # cifar-10-batches-py
 FILES = tuple(name for name, _ in CIFAR10.train_list + CIFAR10.test_list) + (CIFAR10.meta["filename"],)
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -63,14 +69,14 @@ def _missing_message(data_dir: Path) -> str:
     )
 
 
-def find_source(data_dir: Path, cache_dir: Path, download: bool) -> Path:
-    """An extracted `cifar-10-batches-py/` in `data_dir`, or the archive (downloading it if allowed)."""
-    if _is_complete(data_dir / FOLDER):
-        return data_dir / FOLDER
+def find_sources(data_dir: Path, cache_dir: Path, download: bool) -> list[Path]:
+    """What CIFAR-10 can be decoded from, first choice first: an extracted `cifar-10-batches-py/` in
+    `data_dir`, the archive (downloading it if there is neither and `download` is on)."""
     cache = cache_dir / "cifar10"
+    folder = [data_dir / FOLDER] if _is_complete(data_dir / FOLDER) else []
     archive = next((path for path in (data_dir / ARCHIVE, cache / ARCHIVE) if path.is_file()), None)
-    if archive is not None:
-        return archive
+    if folder or archive is not None:
+        return folder + ([archive] if archive is not None else [])
     if not download:
         raise DataError(_missing_message(data_dir))
     archive = download_dir(data_dir, cache) / ARCHIVE
@@ -78,7 +84,7 @@ def find_source(data_dir: Path, cache_dir: Path, download: bool) -> Path:
         download_atomically(CIFAR10.url, archive, md5=CIFAR10.tgz_md5)
     except Exception as error:  # no network, a proxy, a bad mirror: all end the same way
         raise DataError(f"{_missing_message(data_dir)} (download failed: {error})") from error
-    return archive
+    return [archive]
 
 
 def decode(source: Path, cache: Path) -> dict[str, Tensor]:
@@ -106,13 +112,32 @@ def _read_splits(root: Path) -> dict[str, Tensor]:
     }  # fmt: skip
 
 
+def decode_first(sources: list[Path], cache: Path) -> dict[str, Tensor]:
+    """`decode` the first source that can be read; one line for each that cannot, while another is left."""
+    for source, fallback in zip(sources, [*sources[1:], None], strict=True):
+        try:
+            return decode(source, cache)
+        except DataError as error:
+            if fallback is None:
+                raise
+            log.warning("CIFAR-10: %s; reading %s instead", error, fallback)
+    raise AssertionError("no source given")  # pragma: no cover - find_sources returns at least one
+
+
 def load_cifar10(data_dir: Path, cache_dir: Path, download: bool) -> dict[str, Tensor]:
-    """The decoded splits, from the cache when it holds a whole copy of this source (module doc)."""
-    source = find_source(data_dir, cache_dir, download)
-    files = [source / name for name in FILES] if source.is_dir() else [source]
+    """The decoded splits, from the cache when it holds a whole copy of these sources (module doc)."""
+    sources = find_sources(data_dir, cache_dir, download)
+    files = [path for source in sources for path in _files(source)]
     cache = cache_dir / "cifar10"
-    cached = cache / "cifar10-uint8.pt"
-    return load_or_build(cached, fingerprint(files), lambda: decode(source, cache), "CIFAR-10")
+    remove_stale([cache / FOLDER], "CIFAR-10")
+    return load_or_build(
+        cache / "cifar10-uint8.pt", fingerprint(files), lambda: decode_first(sources, cache), "CIFAR-10"
+    )
+
+
+def _files(source: Path) -> list[Path]:
+    """The files a source is: the extracted folder's pickles, or the archive."""
+    return [source / name for name in FILES] if source.is_dir() else [source]
 
 
 def read_cifar10(root: Path, train: bool) -> tuple[Tensor, Tensor]:

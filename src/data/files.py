@@ -1,5 +1,5 @@
 """Dataset files: downloads and archives, unpacked so that a crash or a damaged download never leaves a
-half-written file.
+half-written file (and .gz files decompressed in memory).
 
 Every writer here puts its output in a temporary name beside the target and renames it into place
 (`os.replace` is atomic on one filesystem; src/utils/files.py): a later run either finds the whole file
@@ -17,7 +17,6 @@ import zlib
 from pathlib import Path
 
 from src.utils.errors import DataError
-from src.utils.files import atomic_open
 
 # Errors that mean "this archive is damaged", as opposed to "the cache is not writable".
 CORRUPT_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -72,10 +71,9 @@ def extract_folder_atomically(archive: Path, folder: str, target: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def gunzip_atomically(source: Path, target: Path) -> None:
-    """Decompress `source` (.gz) to `target`; a damaged file is a DataError naming it."""
+def gunzip(source: Path) -> bytes:
+    """The decompressed bytes of `source` (.gz); a damaged file is a DataError naming it."""
     try:
-        with gzip.open(source, "rb") as src, atomic_open(target) as dst:
-            shutil.copyfileobj(src, dst)
-    except (OSError, EOFError) as error:
+        return gzip.decompress(source.read_bytes())
+    except (OSError, EOFError, zlib.error) as error:
         raise DataError(f"cannot decompress {source}: {error}; replace it with the official file") from error

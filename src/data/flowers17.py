@@ -39,7 +39,7 @@ from torch import Tensor
 from torchvision.datasets import VisionDataset
 
 from src.data.base import InMemoryDataModule, TensorSplit, random_crops, random_resized_crops
-from src.data.cache import fingerprint, load_or_build
+from src.data.cache import fingerprint, load_or_build, remove_stale
 from src.data.catalog import FLOWERS17
 from src.data.files import CORRUPT_ARCHIVE, download_atomically, download_dir
 from src.utils.errors import DataError
@@ -133,8 +133,8 @@ def load_or_decode(archive: Path, cache_dir: Path) -> tuple[Tensor, Tensor]:
     """The decoded archive from the cache, decoding (and caching) it first if need be; an entry that is
     damaged or was decoded from another archive is decoded again."""
     cached = decoded_cache_file(cache_dir)
-    for stale in cached.parent.glob(f"17flowers-{DECODED_SIZE}px-*.pt"):
-        stale.unlink(missing_ok=True)  # the layout before src/data/cache.py: one file per archive version
+    # The layout before src/data/cache.py: one file per archive version.
+    remove_stale(cached.parent.glob(f"17flowers-{DECODED_SIZE}px-*.pt"), "Flowers-17")
 
     def decode() -> dict[str, Tensor]:
         images, labels = decode_archive(archive)

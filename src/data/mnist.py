@@ -1,11 +1,17 @@
 """MNIST: 60,000 training and 10,000 test digits, 28x28 grey, read from the official IDX files.
 
 Where the files are looked for: `<data_dir>/MNIST/raw/` (torchvision's layout), each of the four IDX
-files either plain or as the official `.gz`. The source directory may be read-only: anything that has
-to be decompressed goes into `<cache_dir>/MNIST/raw/`. When the files are absent and `download` is on,
-the four official `.gz` files are downloaded (md5-checked, from torchvision's mirrors) into
+files either plain or as the official `.gz`; a `.gz` downloaded into `<cache_dir>/MNIST/raw/` (below).
+The source directory may be read-only. When the files are absent and `download` is on, the four
+official `.gz` files are downloaded (md5-checked, from torchvision's mirrors) into
 `<data_dir>/MNIST/raw/`, or into the cache when `data_dir` is read-only; when that fails too, one line
 says what is missing and where.
+
+Plain files are read where they are. Gzipped ones are decompressed in memory and the decoded tensors
+kept in `<cache_dir>/MNIST/mnist-uint8.pt` through src/data/cache.py, like CIFAR-10's and Flowers-17's:
+with a checksum of each tensor and the names, sizes and times of the `.gz` files, so a damaged or stale
+copy is rebuilt from them with one line, never misread. (Older versions gunzipped into
+`<cache_dir>/MNIST/raw/<name>` and read those files unchecked; such leftovers are removed.)
 
 The files are read here (`read_idx`, a few lines; what torchvision.datasets.MNIST reads too), so a run
 on MNIST does not import torchvision; only a download does (its mirrors and md5 sums).
@@ -16,15 +22,15 @@ training set is split deterministically into 55,000 for training and 5,000 for v
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from src.data.base import InMemoryDataModule, TensorSplit
+from src.data.cache import fingerprint, load_or_build, remove_stale
 from src.data.catalog import MNIST
-from src.data.files import download_atomically, download_dir, gunzip_atomically
+from src.data.files import download_atomically, download_dir, gunzip
 from src.utils.errors import DataError
 
 MNIST_FILES = (
@@ -35,31 +41,21 @@ MNIST_FILES = (
 )
 
 
-def locate_mnist(data_dir: Path, cache_dir: Path) -> Path | None:
-    """Return a torchvision root whose MNIST/raw/ holds the four plain IDX files, or None.
-
-    Plain files in `data_dir` are used where they are; `.gz` files are decompressed into the cache.
-    """
+def locate_mnist(data_dir: Path, cache_dir: Path) -> dict[str, Path] | None:
+    """Each IDX file's source (MNIST_FILES -> path), or None when one is missing: plain or `.gz` in
+    `<data_dir>/MNIST/raw/`, else a `.gz` in `<cache_dir>/MNIST/raw/` (a download). Plain files in the
+    cache are never sources: older versions decompressed into it, unchecked."""
     source, cache = data_dir / "MNIST" / "raw", cache_dir / "MNIST" / "raw"
-    if all((source / name).is_file() for name in MNIST_FILES):
-        return data_dir
+    found = {}
     for name in MNIST_FILES:
-        if (cache / name).is_file():
-            continue
-        if (source / name).is_file():
-            cache.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source / name, cache / name)
-        elif (source / f"{name}.gz").is_file():
-            gunzip_atomically(source / f"{name}.gz", cache / name)
-        else:
-            return None
-    return cache_dir
+        candidates = (source / name, source / f"{name}.gz", cache / f"{name}.gz")
+        found[name] = next((path for path in candidates if path.is_file()), None)
+    return None if None in found.values() else found
 
 
-def read_idx(path: Path, ndim: int) -> Tensor:
-    """A uint8 IDX file (LeCun's format: magic 0x0000080N, N big-endian int32 sizes, then the bytes) as
-    a tensor of those sizes; a file that is not one, or is cut short, is a ValueError naming it."""
-    data = path.read_bytes()
+def parse_idx(data: bytes, path: Path, ndim: int) -> Tensor:
+    """A uint8 IDX file's bytes (LeCun's format: magic 0x0000080N, N big-endian int32 sizes, then the
+    bytes) as a tensor of those sizes; bytes that are not one, or are cut short, are a ValueError."""
     header = 4 * (ndim + 1)
     if len(data) < header or data[:4] != bytes((0, 0, 0x08, ndim)):
         raise ValueError(f"{path.name} is not a {ndim}-dimensional uint8 IDX file")
@@ -72,11 +68,52 @@ def read_idx(path: Path, ndim: int) -> Tensor:
     return torch.frombuffer(bytearray(data[header : header + count]), dtype=torch.uint8).view(shape)
 
 
-def read_split(raw: Path, prefix: str) -> tuple[Tensor, Tensor]:
-    """uint8 images (N, 28, 28) and int64 labels of `train` or `t10k`."""
-    images = read_idx(raw / f"{prefix}-images-idx3-ubyte", 3)
-    labels = read_idx(raw / f"{prefix}-labels-idx1-ubyte", 1).long()
+def read_idx(path: Path, ndim: int) -> Tensor:
+    """An IDX file, plain or gzipped (decompressed in memory); a damaged one is a DataError naming it."""
+    try:
+        return parse_idx(gunzip(path) if path.suffix == ".gz" else path.read_bytes(), path, ndim)
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read MNIST from {path.parent}: {error}") from error
+
+
+def read_split(sources: dict[str, Path], prefix: str) -> tuple[Tensor, Tensor]:
+    """uint8 images (N, 28, 28) and int64 labels of `train` or `t10k`, as many of each."""
+    image_file, label_file = sources[f"{prefix}-images-idx3-ubyte"], sources[f"{prefix}-labels-idx1-ubyte"]
+    images, labels = read_idx(image_file, 3), read_idx(label_file, 1).long()
+    if len(images) != len(labels):
+        raise DataError(
+            f"{image_file} holds {len(images)} images but {label_file} {len(labels)} labels; "
+            "replace them with the official files"
+        )
     return images, labels
+
+
+def decode(sources: dict[str, Path]) -> dict[str, Tensor]:
+    (train_images, train_labels), (test_images, test_labels) = (
+        read_split(sources, "train"),
+        read_split(sources, "t10k"),
+    )
+    return {
+        "train_images": train_images, "train_labels": train_labels,
+        "test_images": test_images, "test_labels": test_labels,
+    }  # fmt: skip
+
+
+def load_mnist(sources: dict[str, Path], cache_dir: Path) -> dict[str, Tensor]:
+    """The decoded files: read in place when all are plain, else from the checked cache (module doc)."""
+    cache = cache_dir / "MNIST"
+    remove_stale(old_layout(sources, cache / "raw"), "MNIST")
+    if not any(path.suffix == ".gz" for path in sources.values()):
+        return decode(sources)
+    return load_or_build(
+        cache / "mnist-uint8.pt", fingerprint(sources.values()), lambda: decode(sources), "MNIST"
+    )
+
+
+def old_layout(sources: dict[str, Path], raw_cache: Path) -> list[Path]:
+    """The plain files older versions gunzipped into the cache (unless one is itself a source)."""
+    old = [raw_cache / name for name in MNIST_FILES]
+    return [path for path in old if path.is_file() and not path.samefile(sources[path.name])]
 
 
 def download_mnist(target: Path) -> None:
@@ -117,10 +154,10 @@ class MNISTDataModule(InMemoryDataModule):
         self.card.check({"val_size": val_size})
         self.val_size = val_size
 
-    def _root(self) -> Path:
-        root = locate_mnist(self.data_dir, self.cache_dir)
-        if root is not None:
-            return root
+    def _sources(self) -> dict[str, Path]:
+        sources = locate_mnist(self.data_dir, self.cache_dir)
+        if sources is not None:
+            return sources
         if not self.download:
             raise DataError(_missing_message(self.data_dir))
         target = download_dir(self.data_dir, self.cache_dir)
@@ -128,34 +165,18 @@ class MNISTDataModule(InMemoryDataModule):
             download_mnist(target)
         except Exception as error:  # no network, a proxy, a bad mirror: all end the same way
             raise DataError(f"{_missing_message(self.data_dir)} (download failed: {error})") from error
-        root = locate_mnist(target, self.cache_dir)
-        if root is None:  # pragma: no cover - download_mnist fetched all four files
+        sources = locate_mnist(target, self.cache_dir)
+        if sources is None:  # pragma: no cover - download_mnist fetched all four files
             raise DataError(_missing_message(target))
-        return root
+        return sources
 
     def find_data(self) -> None:
-        self._root()
+        load_mnist(self._sources(), self.cache_dir)  # decodes into the cache once, on one process
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        raw = self._root() / "MNIST" / "raw"
-        try:
-            (train_images, train_labels), (test_images, test_labels) = (
-                read_split(raw, "train"),
-                read_split(raw, "t10k"),
-            )
-        except (RuntimeError, ValueError, OSError) as error:
-            raise DataError(f"cannot read MNIST from {raw}: {error}") from error
-        for prefix, images, labels in (
-            ("train", train_images, train_labels),
-            ("t10k", test_images, test_labels),
-        ):
-            if len(images) != len(labels):
-                raise DataError(
-                    f"{raw / f'{prefix}-images-idx3-ubyte'} holds {len(images)} images but "
-                    f"{raw / f'{prefix}-labels-idx1-ubyte'} {len(labels)} labels; "
-                    "replace them with the official files"
-                )
-        test_split = TensorSplit(test_images.unsqueeze(1), test_labels)
-        self.splits = self.holdout_splits(train_images.unsqueeze(1), train_labels, test_split, self.val_size)
+        data = load_mnist(self._sources(), self.cache_dir)
+        test_split = TensorSplit(data["test_images"].unsqueeze(1), data["test_labels"])
+        train_images = data["train_images"].unsqueeze(1)
+        self.splits = self.holdout_splits(train_images, data["train_labels"], test_split, self.val_size)

@@ -7,7 +7,9 @@ For each finished run the report reads
   overrides (`.hydra/overrides.yaml` when metrics.json has none);
 - its TensorBoard event files (`<run>/tensorboard/`): validation accuracy after every epoch.
 Runs that have not finished are listed as `running` (their process still holds the run's lock,
-src/runs/rundir.py) or `stopped` (failed or killed), never silently dropped.
+src/runs/rundir.py) or `stopped` (failed or killed), and runs whose metrics.json or
+`.hydra/overrides.yaml` is damaged as `damaged`, with the file and what is wrong with it: never
+silently dropped, and never the end of the report.
 
 What it writes into the given directory, and prints:
 - **groups**: runs whose overrides differ only in `seed=` form one setting; each setting's test accuracy
@@ -35,10 +37,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.runs.rundir import FINISHED, RunDir, find_runs, override_key
+from src.runs.rundir import FINISHED, RunDir, RunFileError, find_runs, override_key
 from src.utils.errors import UserError
 
 ALPHA = 0.05  # a paired difference is "larger than the seed noise" when its two-sided p-value is below
+DAMAGED = "damaged"  # a run whose files cannot be read (Run.problem says which and why)
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Run:
     status: str = FINISHED
     pooled_shapes: dict[str, list[int]] = field(default_factory=dict)
     val_curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, val/acc)
+    problem: str | None = None  # why a DAMAGED run could not be read
 
     @property
     def test_acc(self) -> float | None:
@@ -92,7 +96,15 @@ def val_accuracy_per_epoch(run: RunDir) -> list[tuple[int, float]]:
 
 
 def load_run(run: RunDir, root: Path, curves: bool = True) -> Run:
+    """The run as the report shows it; DAMAGED, with the reason, when its files cannot be read."""
     name = str(run.path.relative_to(root)) if run.path != root else run.path.name
+    try:
+        return _read_run(run, name, curves)
+    except RunFileError as error:
+        return Run(run.path, name, [], status=DAMAGED, problem=str(error))
+
+
+def _read_run(run: RunDir, name: str, curves: bool) -> Run:
     state = run.status()
     data = run.read_metrics() if state == FINISHED else None
     if data is None:
@@ -360,6 +372,10 @@ def unfinished_lines(runs: Sequence[Run]) -> list[str]:
     return [f"- {r.name}: {what.get(r.status, r.status)}; `{' '.join(r.overrides)}`" for r in runs]
 
 
+def damaged_lines(runs: Sequence[Run]) -> list[str]:
+    return [f"- {r.name}: {r.problem}" for r in runs]
+
+
 def markdown(runs: Sequence[Run], pairs: Sequence[str] = (), by: str | None = None) -> str:
     done = finished(runs)
     common, _ = split_overrides(done or runs)
@@ -373,9 +389,12 @@ def markdown(runs: Sequence[Run], pairs: Sequence[str] = (), by: str | None = No
     differences = [d for pair in pairs for d in paired_differences(done, pair, by)]
     if differences:
         parts += ["### Paired differences (same seed, everything else equal)", differences_table(differences)]
-    unfinished = [r for r in runs if r.status != FINISHED]
+    unfinished = [r for r in runs if r.status not in (FINISHED, DAMAGED)]
     if unfinished:
         parts += [f"### Not finished ({len(unfinished)})", "\n".join(unfinished_lines(unfinished))]
+    damaged = [r for r in runs if r.status == DAMAGED]
+    if damaged:
+        parts += [f"### Damaged, left out ({len(damaged)})", "\n".join(damaged_lines(damaged))]
     if done:
         parts += ["### Every run" if len(parts) > 1 else "", runs_table(done, common)]
     return "\n\n".join(part for part in parts if part)
@@ -479,7 +498,10 @@ def first_config(runs: Sequence[Run]) -> DictConfig:
     for run in finished(runs):
         saved = RunDir(run.path)
         if saved.config_file.is_file():
-            return saved.read_config()
+            try:
+                return saved.read_config()
+            except RunFileError:  # a damaged config.yaml: the next run's will do
+                continue
     return OmegaConf.create({})
 
 

@@ -5,14 +5,21 @@ The command line becomes the run's own saved overrides (`<run dir>/.hydra/overri
 win), so the resumed run writes into the same directory with the same config. Torch-free: src.train
 expands (and checks) `resume=` before anything heavy is imported. What makes the continuation exact
 is in src/training/reliability.py.
+
+`last.ckpt` is checked before it is used (src/utils/checkpoints.py: whole, every byte matching its
+CRC-32, a Lightning checkpoint with optimizer state). A damaged one is passed over for the newest whole
+checkpoint of the run (the best-so-far `epoch_NNN.ckpt`), in one line on stderr; when none is whole,
+one line says so and nothing starts.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from src.runs.rundir import RunDir, override_key
+from src.utils.checkpoints import CheckpointError, read_checkpoint
 from src.utils.errors import ConfigError
 
 
@@ -32,12 +39,35 @@ def expand_resume(argv: Sequence[str]) -> list[str]:
             f"resume={run.path} is not a run directory: {run.overrides_file} is missing; "
             "pass the directory a run printed (outputs/train/runs/<time>)"
         )
-    if not run.last_checkpoint.is_file():
+    forced = [f"hydra.run.dir={run.path}", f"ckpt_path={resume_checkpoint(run)}"]
+    new_keys = {override_key(arg) for arg in [*rest, *forced] if "=" in arg}
+    kept = [arg for arg in run.read_overrides() if override_key(arg) not in new_keys]
+    return [*kept, *forced, *rest]
+
+
+def resume_checkpoint(run: RunDir) -> Path:
+    """`last.ckpt` when it is whole; else the newest whole checkpoint of the run, said on stderr."""
+    others = sorted(path for path in run.checkpoints.glob("*.ckpt") if path != run.last_checkpoint)
+    if not run.last_checkpoint.is_file() and not others:
         raise ConfigError(
             f"resume={run.path} has no checkpoint to continue from: {run.last_checkpoint} is missing "
             "(the run stopped before its first epoch ended, or ran with callbacks=none); start it again"
         )
-    forced = [f"hydra.run.dir={run.path}", f"ckpt_path={run.last_checkpoint}"]
-    new_keys = {override_key(arg) for arg in [*rest, *forced] if "=" in arg}
-    kept = [arg for arg in run.read_overrides() if override_key(arg) not in new_keys]
-    return [*kept, *forced, *rest]
+    try:
+        return read_checkpoint(run.last_checkpoint, resume=True).path
+    except CheckpointError as error:
+        damaged = error
+    whole, problems = [], [str(damaged)]
+    for path in others:
+        try:
+            whole.append(read_checkpoint(path, resume=True))
+        except CheckpointError as error:
+            problems.append(str(error))
+    if not whole:
+        raise ConfigError(
+            f"resume={run.path} has no whole checkpoint to continue from: {'; '.join(problems)}; "
+            "start the run again without resume="
+        )
+    newest = max(whole, key=lambda checkpoint: (checkpoint.global_step, checkpoint.epoch))
+    print(f"warning: {damaged}; resume continues from {newest.describe()}", file=sys.stderr)
+    return newest.path

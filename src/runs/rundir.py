@@ -13,6 +13,10 @@ The configs in conf/ name `checkpoints/` and `tensorboard/` for the writers (tes
 that they agree with the names here); everything that reads a run (src.train's resume=, src.eval,
 src.report, src.sweep, src.bench) reads it through `RunDir`.
 
+Reading is checked: a metrics.json, `.hydra/overrides.yaml` or saved config that does not parse, or
+parses into something src.train never writes, is a `RunFileError` naming the file and what is wrong
+with it (src.report and src.sweep list such a run as damaged and go on; src.eval and resume= stop).
+
 A run's state: it has FINISHED when its metrics.json is there. While it trains, the process holds an
 exclusive `flock` on `.running`; the operating system drops that lock when the process ends however it
 ends (an error, a kill, a power cut), so another process can tell a run that is still going (RUNNING)
@@ -25,7 +29,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +38,26 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from src.utils.errors import ConfigError, UserError
-from src.utils.files import write_json_atomically
+from src.utils.files import atomic_open, write_json_atomically
 
 FINISHED, RUNNING, STOPPED = "finished", "running", "stopped"
 # Keys that configs saved before the datasets declared their own class count and channels
 # (src/data/catalog.py) hold under `data:`, and that the datamodules no longer take.
 RETIRED_DATA_KEYS = ("num_classes", "image_channels")
+# What every config src.train saves holds, and what src.eval rebuilds the run from.
+RUN_CONFIG_KEYS = ("data", "model", "module")
+
+
+class RunFileError(ConfigError):
+    """A file of a run directory (metrics.json, .hydra/, config.yaml) that is damaged or not a run's."""
+
+
+def _reason(error: Exception) -> str:
+    """A parser's error as a short clause: its kind and first line (YAML's: the problem and its line)."""
+    mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+    text = problem or next(iter(str(error).splitlines()), "")
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    return f"{type(error).__name__}: {text}{where}"
 
 
 @dataclass(frozen=True)
@@ -88,9 +106,15 @@ class RunDir:
         if not self.metrics_file.is_file():
             return None
         try:
-            return json.loads(self.metrics_file.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise UserError(f"cannot read {self.metrics_file}: {error}") from error
+            data = json.loads(self.metrics_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise RunFileError(f"{self.metrics_file} is damaged ({_reason(error)})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+            raise RunFileError(f'{self.metrics_file} is damaged: it holds no "metrics" object')
+        wrong = [name for name, value in data["metrics"].items() if not isinstance(value, int | float)]
+        if wrong:
+            raise RunFileError(f"{self.metrics_file} is damaged: {', '.join(wrong)} are not numbers")
+        return data
 
     def read_overrides(self) -> list[str]:
         """The overrides of the command line that started the run (`.hydra/overrides.yaml`; [] without)."""
@@ -98,10 +122,10 @@ class RunDir:
             return []
         try:
             saved = yaml.safe_load(self.overrides_file.read_text()) or []
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"cannot read {self.overrides_file}: {error}") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise RunFileError(f"{self.overrides_file} is damaged ({_reason(error)})") from None
         if not isinstance(saved, list) or not all(isinstance(item, str) for item in saved):
-            raise ConfigError(
+            raise RunFileError(
                 f"{self.overrides_file} is not a list of overrides; it was not written by Hydra"
             )
         return saved
@@ -111,8 +135,9 @@ class RunDir:
         metrics = self.read_metrics() if metrics is None else metrics
         return list((metrics or {}).get("overrides") or []) or self.read_overrides()
 
-    def read_config(self) -> DictConfig:
-        """The run's saved config: config.yaml (resolved), else .hydra/config.yaml (as composed)."""
+    def read_config(self, needs: Sequence[str] = ()) -> DictConfig:
+        """The run's saved config: config.yaml (resolved), else .hydra/config.yaml (as composed); one that
+        lacks a key of `needs` (e.g. RUN_CONFIG_KEYS, cut short) is damaged."""
         if not self.path.is_dir():
             raise UserError(f"{self.path} is not a directory; give the directory of a finished run")
         path = next((p for p in (self.config_file, self.hydra_dir / "config.yaml") if p.is_file()), None)
@@ -123,7 +148,17 @@ class RunDir:
         from src.config.compose import register_resolvers  # .hydra/config.yaml may name them
 
         register_resolvers()
-        cfg = OmegaConf.load(path)
+        try:
+            cfg = OmegaConf.load(path)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise RunFileError(f"{path} is damaged ({_reason(error)})") from None
+        if not isinstance(cfg, DictConfig):
+            raise RunFileError(f"{path} is damaged: it holds a list, not a config")
+        missing = [key for key in needs if key not in cfg]
+        if missing:
+            raise RunFileError(
+                f"{path} is damaged: it lacks {', '.join(missing)}, which every run's config has"
+            )
         data = cfg.get("data")
         if isinstance(data, DictConfig) and any(key in data for key in RETIRED_DATA_KEYS):
             cfg.model = OmegaConf.to_container(cfg.model, resolve=True)  # it may interpolate them
@@ -134,7 +169,10 @@ class RunDir:
     def tested_checkpoint(self) -> Path:
         """The checkpoint the run's test used (metrics.json's tested_checkpoint, also looked up in
         checkpoints/ when the run was moved), else checkpoints/last.ckpt."""
-        tested = (self.read_metrics() or {}).get("tested_checkpoint")
+        try:
+            tested = (self.read_metrics() or {}).get("tested_checkpoint")
+        except RunFileError as error:
+            raise RunFileError(f"{error}; name the checkpoint to use with ckpt_path=<file>") from None
         candidates = [Path(tested), self.checkpoints / Path(tested).name] if tested else []
         for path in [*candidates, self.last_checkpoint]:
             if path.is_file():
@@ -165,7 +203,8 @@ class RunDir:
 
     # ------------------------------------------------------------------------------------ writing
     def write_config(self, cfg: DictConfig) -> None:
-        self.config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        with atomic_open(self.config_file, "w") as handle:
+            handle.write(OmegaConf.to_yaml(cfg, resolve=True))
 
     def write_metrics(self, result: dict[str, Any]) -> None:
         """metrics.json, whole or not at all: its presence is what marks the run finished."""
@@ -173,7 +212,8 @@ class RunDir:
 
     def write_eval(self, split: str, result: dict[str, Any]) -> Path:
         path = self.eval_file(split)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        with atomic_open(path, "w") as handle:
+            handle.write(json.dumps(result, indent=2) + "\n")  # in the result's order: classes as numbered
         return path
 
     @property

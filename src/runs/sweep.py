@@ -4,13 +4,15 @@
 any launcher (basic, joblib, submitit) or sweeper (basic, Optuna), it reads every job's metrics.json
 (written by src.train; src/runs/rundir.py) and lists the run's directory, overrides and metrics; the
 best run on `optimized_metric` is named at the top. Jobs that wrote no metrics.json (crashed, killed)
-are listed with status "failed".
+are listed with status "failed"; jobs whose metrics.json or `.hydra/overrides.yaml` is damaged with
+status "damaged" and the reason (`problem`).
 
 Rebuild a summary by hand: `python -m src.sweep outputs/train/multiruns/<time>`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -21,7 +23,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from src.runs.rundir import RunDir
+from src.runs.rundir import RunDir, RunFileError
 
 
 def _job_number(path: Path) -> tuple[int, str]:
@@ -35,21 +37,29 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
         run = RunDir(job_dir)
         if not run.is_run():
             continue
-        entry: dict[str, Any] = {"job": job_dir.name, "dir": str(job_dir)}
-        data = run.read_metrics()
-        if data is not None:
-            entry.update(
-                status="ok",
-                overrides=data.get("overrides", []),
-                metrics=data.get("metrics", {}),
-                epochs=data.get("epochs"),
-                fit_seconds=data.get("fit_seconds"),
-                params=data.get("params"),
-            )
-        else:
-            entry.update(status="failed", overrides=run.read_overrides(), metrics={})
-        runs.append(entry)
+        runs.append({"job": job_dir.name, "dir": str(job_dir), **_entry(run)})
     return runs
+
+
+def _entry(run: RunDir) -> dict[str, Any]:
+    """A job's status, overrides and metrics; `damaged`, with the reason, when its files cannot be read."""
+    try:
+        data = run.read_metrics()
+        if data is None:
+            return {"status": "failed", "overrides": run.read_overrides(), "metrics": {}}
+    except RunFileError as error:
+        overrides = []
+        with contextlib.suppress(RunFileError):  # what the job was, when .hydra/ can still tell
+            overrides = run.read_overrides()
+        return {"status": "damaged", "problem": str(error), "overrides": overrides, "metrics": {}}
+    return {
+        "status": "ok",
+        "overrides": data.get("overrides", []),
+        "metrics": data["metrics"],
+        "epochs": data.get("epochs"),
+        "fit_seconds": data.get("fit_seconds"),
+        "params": data.get("params"),
+    }
 
 
 def best_run(runs: list[dict[str, Any]], metric: str | None, direction: str) -> dict[str, Any] | None:
@@ -107,6 +117,9 @@ class SweepSummary(Callback):
         direction = str(direction).split(".")[-1] if isinstance(direction, str) else None
         summary = write_summary(sweep_dir, config.get("optimized_metric"), direction)
         line = f"{len(summary['runs'])} runs summarised in {sweep_dir / 'summary.json'}"
+        damaged = [run["job"] for run in summary["runs"] if run["status"] == "damaged"]
+        if damaged:
+            line += f"; damaged, left out: job {', '.join(damaged)}"
         if summary["best"]:
             best = summary["best"]
             line += f"; best {summary['optimized_metric']} {best['value']:.4f}: job {best['job']}"

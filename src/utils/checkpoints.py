@@ -1,0 +1,184 @@
+"""Is this checkpoint whole, a Lightning checkpoint, and this model's? Answered without torch.
+
+Every checkpoint the project loads goes through `read_checkpoint` first: `resume=` (src/runs/resume.py,
+before torch is imported), `ckpt_path=` and the test after fit (src/train.py), `src.eval`. A file
+damaged after it was written (a disk error, a truncated copy) would otherwise reach `torch.load`, which
+ends in a page of traceback, or worse, loads a flipped weight without a word: torch.load does not check
+the checksums its own zip archive carries.
+
+What a `torch.save` file is: a zip archive, `<name>/data.pkl` (the pickled dict, tensors replaced by
+references to storages) beside `<name>/data/<n>` (each storage's bytes), every member with its CRC-32.
+So the checks, in order:
+
+1. the zip's directory, at the very end of the file, is there: a truncated file has none;
+2. every member's bytes match its CRC-32 (`ZipFile.testzip`): a flipped or zeroed byte fails;
+3. `data.pkl` unpickles, with every class it names replaced by an inert stand-in (`_Inert`, `_shape`):
+   nothing in the file is imported or run, and a tensor becomes its shape, so the state_dict's names
+   and shapes can be compared with a model's without loading a single weight;
+4. it is a dict with `state_dict`, `epoch` and `global_step`: what Lightning writes; for training to
+   continue from it (`resume=`, `ckpt_path=`), with `optimizer_states` too;
+5. (`check_checkpoint`, once the model is built) its weights have the model's names and shapes.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+import zlib
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from src.utils.errors import UserError
+
+Shapes = dict[str, tuple[int, ...]]
+# ckpt_path values Lightning resolves itself (trainer.fit(ckpt_path="last") etc.): not file names.
+LIGHTNING_KEYWORDS = ("last", "best", "hpc", "registry")
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be used: missing, damaged, not a checkpoint, or another model's."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a whole checkpoint holds, as far as choosing and checking it needs."""
+
+    path: Path
+    epoch: int  # Lightning's epoch index when it was saved: 0 after the first epoch
+    global_step: int
+    shapes: Shapes  # state_dict: name -> shape
+
+    def describe(self) -> str:
+        """e.g. `epoch_001.ckpt, saved after 2 epochs (global step 8)`."""
+        epochs = self.epoch + 1
+        return (
+            f"{self.path}, saved after {epochs} epoch{'s' * (epochs != 1)} (global step {self.global_step})"
+        )
+
+
+# ------------------------------------------------------------------------------- the pickle
+class _Inert:
+    """Whatever class or function the pickle names (storage types, dtypes, anything from elsewhere):
+    built from any arguments, given any state, and doing nothing with them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+def _shape(storage: Any, offset: Any, size: Any, *rest: Any) -> tuple[int, ...]:
+    """torch._utils._rebuild_tensor_v2/_v3 take (storage, offset, size, stride, ...): keep the size."""
+    return tuple(int(n) for n in size)
+
+
+class _ShapeUnpickler(pickle.Unpickler):
+    """Unpickles a checkpoint's data.pkl into plain dicts, lists, numbers and tensor shapes."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict  # state_dicts are OrderedDicts with a `_metadata` attribute
+        if module == "torch._utils" and name.startswith("_rebuild_tensor"):
+            return _shape
+        if module == "torch._utils" and name == "_rebuild_parameter":
+            return lambda data, *rest: data
+        return _Inert
+
+    def persistent_load(self, pid: Any) -> None:
+        return None  # a storage: its bytes are in data/<n>, which the CRC check has read
+
+
+def _payload(archive: zipfile.ZipFile) -> bytes:
+    """The bytes of `<name>/data.pkl`, after checking every member's CRC-32."""
+    damaged = archive.testzip()
+    if damaged is not None:
+        raise CheckpointError(f"is damaged: {damaged} fails its CRC-32 check")
+    pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
+    if not pickles:
+        raise CheckpointError("is a zip archive but not a torch.save file (it holds no data.pkl)")
+    return archive.read(pickles[0])
+
+
+def _unpickle(path: Path) -> Any:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            payload = _payload(archive)
+    except zipfile.BadZipFile:
+        raise CheckpointError("is truncated or not a checkpoint (no complete zip archive)") from None
+    except (OSError, EOFError, zlib.error) as error:
+        raise CheckpointError(f"cannot be read ({error})") from None
+    try:
+        return _ShapeUnpickler(io.BytesIO(payload)).load()
+    except Exception as error:  # any malformed pickle: its reason, on one line
+        raise CheckpointError(
+            f"is damaged: its data.pkl does not unpickle ({type(error).__name__})"
+        ) from None
+
+
+def read_checkpoint(path: str | Path, resume: bool = False) -> Checkpoint:
+    """The checkpoint at `path` if it is whole and a Lightning checkpoint (with `resume`: one training
+    can continue from, with its optimizer state); else CheckpointError, one line naming the file and why."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            raise CheckpointError("does not exist" if not path.exists() else "is not a file")
+        state = _unpickle(path)
+        if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
+            raise CheckpointError("is not a Lightning checkpoint (it holds no state_dict)")
+        epoch, step = state.get("epoch"), state.get("global_step")
+        if not isinstance(epoch, int) or not isinstance(step, int):
+            raise CheckpointError("is not a Lightning checkpoint (it records no epoch and global_step)")
+        if resume and "optimizer_states" not in state:
+            raise CheckpointError(
+                "holds only weights, no optimizer state: it can be tested or evaluated (src.eval), "
+                "not continued"
+            )
+    except CheckpointError as error:
+        raise CheckpointError(f"checkpoint {path} {error}") from None
+    shapes = {name: value for name, value in state["state_dict"].items() if isinstance(value, tuple)}
+    return Checkpoint(path, epoch, step, shapes)
+
+
+# ------------------------------------------------------------------------------ the model's
+def state_shapes(module: Any) -> Shapes:
+    """A torch module's state_dict as name -> shape (what `check_checkpoint` compares with)."""
+    return {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
+
+
+def _examples(names: list[str]) -> str:
+    return ", ".join(names[:2]) + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+
+
+def mismatch(found: Shapes, expected: Mapping[str, tuple[int, ...]]) -> str | None:
+    """Why weights named and shaped `found` do not fit a model that expects `expected`, or None."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    reshaped = [
+        f"{name} {'x'.join(map(str, found[name]))} (the model's: {'x'.join(map(str, expected[name]))})"
+        for name in expected
+        if name in found and found[name] != expected[name]
+    ]
+    parts = [f"lacks {_examples(missing)}"] if missing else []
+    parts += [f"has {_examples(unexpected)}, which the model has not"] if unexpected else []
+    parts += [f"holds {_examples(reshaped)}"] if reshaped else []
+    return ", ".join(parts) or None
+
+
+def check_checkpoint(
+    path: str | Path, expected: Mapping[str, tuple[int, ...]], resume: bool = False
+) -> Checkpoint:
+    """`read_checkpoint`, and its weights fit the model (`expected`: `state_shapes(module)`); else
+    CheckpointError naming the file and the reason."""
+    checkpoint = read_checkpoint(path, resume)
+    problem = mismatch(checkpoint.shapes, expected)
+    if problem is not None:
+        raise CheckpointError(
+            f"checkpoint {path} was saved from another model: it {problem}; "
+            "give a checkpoint of this model and data (the same model=, padding=, data=)"
+        )
+    return checkpoint

@@ -1,0 +1,369 @@
+"""Files damaged after they were written, through the real CLI on tiny data: checkpoints (resume=,
+ckpt_path=, src.eval, the test after fit), dataset caches, run directories read by src.report /
+src.sweep / src.eval, and writes that run out of room (a file-size limit standing in for a full disk)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.data import cache
+from src.data.flowers17 import Flowers17
+from tests.conftest import fast_overrides, run_cli
+from tests.test_report import fake_run
+from tests.tiny_data import make_tiny_cifar, make_tiny_flowers, make_tiny_mnist
+
+QUIET = ["logger=none", "callbacks.input_grid=null", "callbacks.feature_maps=null", "callbacks.filters=null"]
+TRUNCATED = "is truncated or not a checkpoint (no complete zip archive)"
+
+
+# ------------------------------------------------------------------------------------ helpers
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_a_weight(path: Path) -> None:
+    """One byte in the middle of the file changed: inside a storage (fc1's weights or their optimizer
+    state fill most of it), so the file stays a zip that torch.load reads without a word."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def one_line_error(result) -> str:
+    """The last stderr line, after checking that the command failed the way a user error should."""
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result.stderr.strip().splitlines()[-1]
+
+
+def succeeded(result) -> str:
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def warnings(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A 2-epoch run on tiny MNIST (gzipped: decoded into the cache), every epoch's checkpoint kept:
+    <root>/run/checkpoints/epoch_000.ckpt, epoch_001.ckpt, last.ckpt."""
+    root = tmp_path_factory.mktemp("damage")
+    data = make_tiny_mnist(root / "data")
+    overrides = [*fast_overrides(data, root), *QUIET, "trainer.max_epochs=2"]
+    succeeded(run_cli("src.train", *overrides, "+callbacks.model_checkpoint.save_top_k=-1"))
+    return root
+
+
+def copy_run(trained: Path, tmp_path: Path) -> Path:
+    """A copy of the trained run whose metrics.json names the copy's tested checkpoint, not the original's."""
+    run = Path(shutil.copytree(trained / "run", tmp_path / "run"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["tested_checkpoint"] = str(run / "checkpoints" / Path(metrics["tested_checkpoint"]).name)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def steps_per_epoch(run: Path) -> int:
+    metrics = json.loads((run / "metrics.json").read_text())
+    return metrics["global_step"] // metrics["epochs"]
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def test_resume_passes_a_damaged_last_ckpt_over_for_the_newest_whole_one(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    checkpoints, steps = run / "checkpoints", steps_per_epoch(run)
+    truncate(checkpoints / "last.ckpt")
+    flip_a_weight(checkpoints / "epoch_001.ckpt")  # the newest but one is damaged too: epoch_000 it is
+
+    result = run_cli("src.train", f"resume={run}", "trainer.max_epochs=3")
+    succeeded(result)
+    assert warnings(result) == [
+        f"warning: checkpoint {checkpoints / 'last.ckpt'} {TRUNCATED}; resume continues from "
+        f"{checkpoints / 'epoch_000.ckpt'}, saved after 1 epoch (global step {steps})"
+    ]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["epochs"], metrics["global_step"]) == (3, 3 * steps)  # epochs 2 and 3 trained again
+
+
+def test_resume_with_no_whole_checkpoint_says_so_in_one_line(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    checkpoints = run / "checkpoints"
+    for checkpoint in checkpoints.glob("*.ckpt"):
+        truncate(checkpoint)
+    line = one_line_error(run_cli("src.train", f"resume={run}"))
+    assert line == (
+        f"error: resume={run} has no whole checkpoint to continue from: "
+        f"checkpoint {checkpoints / 'last.ckpt'} {TRUNCATED}; "
+        f"checkpoint {checkpoints / 'epoch_000.ckpt'} {TRUNCATED}; "
+        f"checkpoint {checkpoints / 'epoch_001.ckpt'} {TRUNCATED}; start the run again without resume="
+    )
+
+
+def foreign_checkpoints(trained: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (file, the reason its one-line error must give)."""
+    last = trained / "run" / "checkpoints" / "last.ckpt"
+    files = {name: tmp_path / f"{name}.ckpt" for name in ("truncated", "flipped", "text", "plain", "weights")}
+    files["truncated"].write_bytes(last.read_bytes()[:1000])
+    files["flipped"].write_bytes(last.read_bytes())
+    flip_a_weight(files["flipped"])
+    files["text"].write_text("not a checkpoint\n")
+    torch.save({"weights": torch.zeros(3)}, files["plain"])  # a torch file, not Lightning's
+    state = torch.load(last, weights_only=True)
+    torch.save({key: state[key] for key in ("state_dict", "epoch", "global_step")}, files["weights"])
+    return {
+        "truncated": (files["truncated"], re.escape(TRUNCATED)),
+        "flipped": (files["flipped"], r"is damaged: archive/data/\d+ fails its CRC-32 check"),
+        "text": (files["text"], re.escape(TRUNCATED)),
+        "plain": (files["plain"], re.escape("is not a Lightning checkpoint (it holds no state_dict)")),
+        "weights": (files["weights"], "holds only weights, no optimizer state: .* not continued"),
+    }
+
+
+def test_ckpt_path_damaged_or_not_a_checkpoint_or_another_models_ends_in_one_line(trained, tmp_path):
+    overrides = [*fast_overrides(trained / "data", tmp_path), *QUIET]
+    for name, (path, reason) in foreign_checkpoints(trained, tmp_path).items():
+        line = one_line_error(run_cli("src.train", *overrides, f"ckpt_path={path}"))
+        assert re.fullmatch(f"error: checkpoint {re.escape(str(path))} {reason}", line), (name, line)
+    # Another model's: the run's own last.ckpt (padding=valid) for a padding=same network.
+    last = trained / "run" / "checkpoints" / "last.ckpt"
+    line = one_line_error(run_cli("src.train", *overrides, "padding=same", f"ckpt_path={last}"))
+    assert line.startswith(
+        f"error: checkpoint {last} was saved from another model: it holds model.classifier.fc1.weight "
+        "120x400 (the model's: 120x1024); give a checkpoint of this model and data"
+    ), line
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_the_test_after_fit_checks_the_checkpoint_it_loads(trained, tmp_path):
+    overrides = [*fast_overrides(trained / "data", tmp_path), *QUIET, "trainer.max_epochs=1"]
+    damage = "+callbacks.damage._target_=tests.callbacks.DamageBestCheckpoint"  # after fit, before test
+    line = one_line_error(run_cli("src.train", *overrides, damage))
+    best = tmp_path / "run" / "checkpoints" / "epoch_000.ckpt"
+    assert line == f"error: checkpoint {best} {TRUNCATED}"
+
+
+def test_eval_with_a_damaged_or_foreign_checkpoint_ends_in_one_line(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    tested = (
+        run / "checkpoints" / Path(json.loads((run / "metrics.json").read_text())["tested_checkpoint"]).name
+    )
+    flip_a_weight(tested)
+    line = one_line_error(run_cli("src.eval", str(run)))
+    assert re.fullmatch(
+        rf"error: checkpoint {re.escape(str(tested))} is damaged: archive/data/\d+ fails .*", line
+    )
+    # ckpt_path=: a whole Lightning checkpoint of a network with other shapes
+    state = torch.load(trained / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    state["state_dict"]["model.classifier.fc1.weight"] = torch.zeros(120, 1024)
+    del state["state_dict"]["model.classifier.fc3.bias"]
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save(state, foreign)
+    line = one_line_error(run_cli("src.eval", str(run), f"ckpt_path={foreign}"))
+    assert line == (
+        f"error: checkpoint {foreign} was saved from another model: it lacks model.classifier.fc3.bias, "
+        "holds model.classifier.fc1.weight 120x1024 (the model's: 120x400); give a checkpoint of this "
+        "model and data (the same model=, padding=, data=)"
+    )
+
+
+# ------------------------------------------------------------------------------- run directories
+def test_eval_of_a_run_with_damaged_files_ends_in_one_line(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    (run / "metrics.json").write_text('{"metrics": {"test/acc": 0.9')  # cut short
+    line = one_line_error(run_cli("src.eval", str(run)))
+    assert re.fullmatch(
+        rf"error: {re.escape(str(run / 'metrics.json'))} is damaged \(JSONDecodeError: [^;]+\); "
+        r"name the checkpoint to use with ckpt_path=<file>",
+        line,
+    ), line
+    (run / "config.yaml").write_text("data:\n  _target_: src.data.mnist.MNISTDataModule\n")  # cut short
+    line = one_line_error(run_cli("src.eval", str(run), f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"))
+    assert (
+        line
+        == f"error: {run / 'config.yaml'} is damaged: it lacks model, module, which every run's config has"
+    )
+    (run / "config.yaml").write_bytes(b"\x00\xff garbage: [")
+    assert one_line_error(run_cli("src.eval", str(run))).startswith(
+        f"error: {run / 'config.yaml'} is damaged ("
+    )
+
+
+def test_report_and_sweep_list_runs_with_damaged_files_and_go_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, "0", ["pooling=max"], 0.9)
+    fake_run(sweep, "1", ["pooling=avg"], 0.8)
+    (sweep / "1" / "metrics.json").write_text('{"metrics": {"test/a')  # cut short
+    fake_run(sweep, "2", ["pooling=min"])  # not finished, and its overrides are garbage
+    (sweep / "2" / ".hydra" / "overrides.yaml").write_text("- pooling=min\n  - : [")
+    fake_run(sweep, "3", ["pooling=avg"], 0.85)
+    (sweep / "3" / "metrics.json").write_text("[]")  # JSON, but not src.train's
+    fake_run(sweep, "4", ["pooling=min"], 0.7)
+    shutil.rmtree(sweep / "4" / ".hydra")  # finished; its overrides are in metrics.json too
+
+    report = run_cli("src.report", str(sweep))
+    succeeded(report)
+    text = (sweep / "report.md").read_text()
+    damaged = text.split("### Damaged, left out (3)\n\n")[1].split("\n\n")[0].splitlines()
+    assert damaged[0] == (
+        f"- 1: {sweep / '1' / 'metrics.json'} is damaged (JSONDecodeError: Unterminated string starting at: "
+        "line 1 column 14 (char 13))"
+    )
+    overrides = re.escape(str(sweep / "2" / ".hydra" / "overrides.yaml"))
+    assert re.fullmatch(rf"- 2: {overrides} is damaged \(\w+: .+ at line \d\)", damaged[1]), damaged[1]
+    assert damaged[2] == f'- 3: {sweep / "3" / "metrics.json"} is damaged: it holds no "metrics" object'
+
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[0] for row in rows] == ["| 0", "| 4"]  # the whole runs, best first
+
+    summary = run_cli("src.sweep", str(sweep))
+    succeeded(summary)
+    runs = json.loads((sweep / "summary.json").read_text())["runs"]
+    assert [run["status"] for run in runs] == ["ok", "damaged", "damaged", "damaged", "ok"]
+    assert runs[1]["overrides"] == ["pooling=avg"]  # from .hydra/, which is whole
+    assert [line.split(":")[0] for line in warnings(summary)] == ["warning"] * 3
+    assert json.loads(summary.stdout)["job"] == "0"
+
+
+# ---------------------------------------------------------------------------------------- caches
+def cache_line(output: str, what: str) -> list[str]:
+    return [line.split("] - ", 1)[-1] for line in output.splitlines() if f"[WARNING] - {what}:" in line]
+
+
+def test_mnist_cache_damaged_or_of_an_older_layout_is_rebuilt(tmp_path):
+    data = make_tiny_mnist(tmp_path / "data")
+    command = ["src.train", *fast_overrides(data, tmp_path), *QUIET, "debug=fast"]
+    cached = tmp_path / "cache" / "MNIST" / "mnist-uint8.pt"
+    assert cache_line(succeeded(run_cli(*command)), "MNIST") == [] and cached.is_file()
+
+    truncate(cached)
+    old = tmp_path / "cache" / "MNIST" / "raw" / "train-images-idx3-ubyte"  # what older versions gunzipped
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"\0\0\x08\x03")  # and then found cut short, on every later run
+    lines = cache_line(succeeded(run_cli(*command)), "MNIST")
+    assert lines == [
+        f"MNIST: removed {old}, left in the cache by an older version of this code",
+        lines[1],
+    ]
+    assert lines[1].startswith(f"MNIST: the cached copy {cached} cannot be read (") and lines[1].endswith(
+        "; rebuilding it from the source"
+    )
+    assert not old.exists()
+    state = torch.load(cached, weights_only=True)
+    state["layout"] = cache.LAYOUT - 1  # written by an older version of the code
+    torch.save(state, cached)
+    assert cache_line(succeeded(run_cli(*command)), "MNIST") == [
+        f"MNIST: the cached copy {cached} was written by an older version of this code; rebuilding it "
+        "from the source"
+    ]
+    assert cache_line(succeeded(run_cli(*command)), "MNIST") == []  # whole again
+
+
+def test_cifar10_cache_damaged_or_of_an_older_layout_is_rebuilt(tmp_path):
+    data = make_tiny_cifar(tmp_path / "data")
+    command = ["src.train", *fast_overrides(data, tmp_path), *QUIET, "data=cifar10", "data.val_size=20"]
+    command.append("debug=fast")
+    cached = tmp_path / "cache" / "cifar10" / "cifar10-uint8.pt"
+    succeeded(run_cli(*command))
+    state = torch.load(cached, weights_only=True)
+    state["tensors"]["train_images"][3, 1, 4, 5] += 1  # one pixel changed, the file whole
+    torch.save(state, cached)
+    old = tmp_path / "cache" / "cifar10" / "cifar-10-batches-py"  # where older versions extracted
+    old.mkdir()
+    (old / "data_batch_3").write_bytes(b"\x80\x02}q\x00")  # a pickle cut short: UnpicklingError
+    assert cache_line(succeeded(run_cli(*command)), "CIFAR-10") == [
+        f"CIFAR-10: removed {old}, left in the cache by an older version of this code",
+        f"CIFAR-10: the cached copy {cached} is damaged (train_images fail their checksum); rebuilding it "
+        "from the source",
+    ]
+    # An extracted folder beside the archive, with a truncated batch: the archive is read instead.
+    with tarfile.open(data / "cifar-10-python.tar.gz") as tar:
+        tar.extractall(data, filter="data")
+    truncate(data / "cifar-10-batches-py" / "data_batch_3")
+    lines = cache_line(succeeded(run_cli(*command)), "CIFAR-10")
+    assert lines[0] == (
+        f"CIFAR-10: the cached copy {cached} was built from other source files; rebuilding it from the source"
+    )
+    assert lines[1].startswith(f"CIFAR-10: cannot read CIFAR-10 from {data / 'cifar-10-batches-py'}: ")
+    assert lines[1].endswith(f"; reading {data / 'cifar-10-python.tar.gz'} instead") and len(lines) == 2
+
+
+# ------------------------------------------------------------------------------------- disk full
+def test_a_checkpoint_write_out_of_room_ends_in_one_line_and_resume_goes_on(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    before = {path.name: md5(path) for path in (run / "checkpoints").glob("*.ckpt")}
+    # No file may grow past 200 kB: the log, the cache (read only) are smaller, a checkpoint is 770 kB.
+    limited = run_cli("tests.fsize_limit", "200000", "src.train", f"resume={run}", "trainer.max_epochs=3")
+    line = one_line_error(limited)
+    assert line == (
+        f"error: cannot write {run / 'checkpoints' / 'epoch_002.ckpt'}: File too large (EFBIG); nothing was "
+        f"written; free some space (or raise the file-size limit); then resume={run} continues from its "
+        "last whole checkpoint"
+    )
+    assert {path.name: md5(path) for path in (run / "checkpoints").glob("*.ckpt")} == before
+    assert not [path for path in run.rglob("*.tmp")]  # no half-written file left behind
+
+    resumed = run_cli("src.train", f"resume={run}")  # trainer.max_epochs=3 is in the run's overrides now
+    succeeded(resumed)
+    assert warnings(resumed) == []  # last.ckpt was whole
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 3
+
+
+def test_a_metrics_json_write_out_of_room_ends_in_one_line_and_resume_writes_it(trained, tmp_path):
+    overrides = [*fast_overrides(trained / "data", tmp_path), *QUIET, "trainer.max_epochs=1"]
+    run = tmp_path / "run"
+    limited = run_cli("tests.fsize_limit", "100", "--at-metrics", "src.train", *overrides)
+    assert one_line_error(limited) == (
+        f"error: cannot write {run / 'metrics.json'}: File too large (EFBIG); nothing was written; free some "
+        f"space (or raise the file-size limit); then resume={run} continues from its last whole checkpoint"
+    )
+    assert not (run / "metrics.json").exists()
+
+    succeeded(run_cli("src.train", f"resume={run}"))  # nothing left to train: validated, tested, written
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 1
+    assert {"val/acc", "val/acc_best", "test/acc"} <= set(metrics["metrics"])
+    assert metrics["tested_checkpoint"] == str(run / "checkpoints" / "epoch_000.ckpt")
+
+
+def test_a_cache_with_no_room_is_skipped_in_one_line_and_the_run_goes_on(tmp_path):
+    data = make_tiny_mnist(tmp_path / "data")
+    # The decoded tiny MNIST is 250 kB; without checkpoints nothing else comes near 100 kB.
+    overrides = [o for o in fast_overrides(data, tmp_path) if not o.startswith("callbacks.")]
+    command = ["src.train", *overrides, "callbacks=none", "logger=none", "debug=fast"]
+    result = run_cli("tests.fsize_limit", "100000", *command)
+    cached = tmp_path / "cache" / "MNIST" / "mnist-uint8.pt"
+    lines = cache_line(succeeded(result), "MNIST")
+    # Said each time the data is loaded (prepare_data, then setup): each time it is decoded again.
+    assert set(lines) == {
+        f"MNIST: not cached, cannot write {cached}: File too large (EFBIG); nothing was written; free some "
+        "space (or raise the file-size limit)"
+    }
+    assert not cached.exists() and not list((tmp_path / "cache").rglob("*.tmp"))
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]["test/acc"] >= 0
+
+
+def test_flowers17_cache_damaged_is_rebuilt(tmp_path):
+    data = make_tiny_flowers(tmp_path / "data")
+    Flowers17(data, cache_dir=tmp_path / "cache")  # decoded into the cache here: quicker than a first run
+    cached = tmp_path / "cache" / "flowers17" / "17flowers-256px.pt"
+    truncate(cached)
+    overrides = [o for o in fast_overrides(data, tmp_path) if not o.startswith("data.val_size")]
+    lines = cache_line(
+        succeeded(run_cli("src.train", *overrides, *QUIET, "data=flowers17", "debug=fast")), "Flowers-17"
+    )
+    assert len(lines) == 1 and lines[0].startswith(f"Flowers-17: the cached copy {cached} cannot be read (")
+    assert lines[0].endswith("; rebuilding it from the source")
