@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -31,3 +32,18 @@ class EpochPause(Callback):
             scratch.write_text(f"{trainer.current_epoch}\n")
             scratch.replace(self.marker)  # whole or absent, never half-written
         time.sleep(self.seconds)
+
+
+class LearningRates(Callback):
+    """Records the learning rate the optimizer has as each training step starts, and writes
+    {global step: lr} as JSON into `path` when the fit ends: what a schedule really did, step by step.
+    Enable with `+callbacks.lr_probe._target_=tests.callbacks.LearningRates +callbacks.lr_probe.path=<file>`."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.rates = Path(path), {}
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self.rates[trainer.global_step] = trainer.optimizers[0].param_groups[0]["lr"]
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        self.path.write_text(json.dumps(self.rates))

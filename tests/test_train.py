@@ -1,14 +1,17 @@
 import json
+import math
 
 import pytest
 import torch
 
 from src.train import train
 from tests.conftest import SHARED_DATA, compose_train_config, fast_overrides, run_cli
+from tests.tiny_data import snapshot
 
 
 def test_cli_fast_dev_run_writes_metrics_json(tiny_mnist, tmp_path):
     out = tmp_path / "out"
+    before = snapshot(tiny_mnist)
     result = run_cli(
         "src.train",
         "model=lenet5",
@@ -23,7 +26,7 @@ def test_cli_fast_dev_run_writes_metrics_json(tiny_mnist, tmp_path):
     assert metrics["params"] == 61_706
     assert (run_dir / "config.yaml").exists() and (run_dir / ".hydra" / "config.yaml").exists()
     assert "test/acc" in result.stdout
-    assert not list(tiny_mnist.rglob("*cache*"))  # nothing written into the data directory
+    assert snapshot(tiny_mnist) == before  # nothing written into the data directory (names, sizes, mtimes)
 
 
 def test_short_training_learns_and_checkpoints(tiny_mnist, tmp_path):
@@ -60,21 +63,66 @@ def test_test_checkpoint_last_tests_the_final_epoch(tiny_mnist, tmp_path):
     assert torch.load(tested, weights_only=True)["epoch"] == 2  # the third (last) epoch, counted from 0
 
 
-def test_sgd_and_schedulers_compose_and_run(tiny_mnist, tmp_path):
-    for scheduler in ("onecycle", "plateau", "cosine", "step"):
-        overrides = [o for o in fast_overrides(tiny_mnist, tmp_path / scheduler) if "progress_bar" not in o]
-        cfg = compose_train_config(
-            [
-                *overrides,
-                "optimizer=sgd",
-                f"scheduler={scheduler}",
-                "trainer.max_epochs=1",
-                "logger=none",
-                "callbacks=none",
-            ],
-            tmp_path / scheduler,
-        )
-        assert train(cfg)["epochs"] == 1, scheduler
+# Each scheduler of conf/scheduler/ on SGD (lr 0.01), 3 epochs of 6 steps: the learning rate the optimizer
+# had at the start of every step, worked out from the schedule's definition. Epoch schedules change it
+# between epochs, one-cycle after every step (its total_steps filled in from the trainer).
+EPOCHS, STEPS = 3, 6  # tiny MNIST: 256 - 64 validation images = 192, in batches of 32
+LR = 0.01
+
+
+def per_epoch(rates: list[float]) -> list[float]:
+    return [rate for rate in rates for _ in range(STEPS)]
+
+
+def one_cycle_rates() -> list[float]:
+    """torch's OneCycleLR over the run's 18 steps, max_lr 0.01, a quarter of them warming up."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=LR, momentum=0.9)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, pct_start=0.25, total_steps=18)
+    rates = []
+    for _ in range(EPOCHS * STEPS):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return rates
+
+
+SCHEDULES = {
+    "onecycle": ([], one_cycle_rates),
+    # T_max = trainer.max_epochs: half a cosine over the run
+    "cosine": ([], lambda: per_epoch([LR * (1 + math.cos(math.pi * e / EPOCHS)) / 2 for e in range(EPOCHS)])),
+    "step": (["scheduler.step_size=1", "scheduler.gamma=0.5"], lambda: per_epoch([LR, LR / 2, LR / 4])),
+    # val/loss never improves by 10 (abs) after the first epoch's value: cut by 10 after the second epoch
+    "plateau": (
+        ["scheduler.patience=0", "+scheduler.threshold=10", "+scheduler.threshold_mode=abs"],
+        lambda: per_epoch([LR, LR, LR / 10]),
+    ),
+}
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULES)
+def test_each_scheduler_sets_the_learning_rate_it_promises(tiny_mnist, tmp_path, scheduler):
+    settings, expected = SCHEDULES[scheduler]
+    rates = tmp_path / "rates.json"
+    overrides = [o for o in fast_overrides(tiny_mnist, tmp_path) if "progress_bar" not in o]  # callbacks=none
+    cfg = compose_train_config(
+        [
+            *overrides,
+            "optimizer=sgd",
+            f"optimizer.lr={LR}",
+            f"scheduler={scheduler}",
+            *settings,
+            f"trainer.max_epochs={EPOCHS}",
+            "logger=none",
+            "callbacks=none",
+            "+callbacks.lr_probe._target_=tests.callbacks.LearningRates",
+            f"+callbacks.lr_probe.path={rates}",
+        ],
+        tmp_path,
+    )
+    assert train(cfg)["epochs"] == EPOCHS
+    seen = json.loads(rates.read_text())
+    assert [int(step) for step in seen] == list(range(EPOCHS * STEPS))
+    assert list(seen.values()) == pytest.approx(expected(), rel=1e-6, abs=1e-12)
 
 
 @pytest.mark.slow
