@@ -282,7 +282,8 @@ def trackers(trainer: L.Trainer) -> list[Any]:
 
 def on_rank_zero(trainer: L.Trainer) -> bool:
     """Global rank 0, also before fit has set up the ranks (the main process of node 1 of a multi-node
-    run launched by hand thinks it is rank 0 until then: src.training.distributed.launch_rank knows better)."""
+    run launched by hand thinks it is rank 0 until then: src.training.distributed.launch_rank knows
+    better)."""
     return trainer.is_global_zero and _launch_rank() == 0
 
 
