@@ -37,7 +37,8 @@ class EpochPause(Callback):
 class LearningRates(Callback):
     """Records the learning rate the optimizer has as each training step starts, and writes
     {global step: lr} as JSON into `path` when the fit ends: what a schedule really did, step by step.
-    Enable with `+callbacks.lr_probe._target_=tests.callbacks.LearningRates +callbacks.lr_probe.path=<file>`."""
+    Enable with `+callbacks.lr_probe._target_=tests.callbacks.LearningRates`
+    `+callbacks.lr_probe.path=<file>`."""
 
     def __init__(self, path: str) -> None:
         self.path, self.rates = Path(path), {}
