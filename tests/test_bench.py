@@ -74,24 +74,78 @@ def test_epoch_clock_stops_before_validation(bench_dirs, monkeypatch):
     assert clock.trained_seconds < 1000.0, clock.rows
 
 
-def test_speed_suite_writes_a_ratio_row_per_recipe_and_batch_size(bench_dirs):
+# The speed suite on a fake clock: each image through the network "takes" a known time, and the real time
+# of these tiny runs is scaled down to nothing, so what the suite reports is known exactly.
+TRAIN_COST, EVAL_COST = 1e-3, 2.5e-4  # fake seconds per image: training (a forward in train mode), evaluation
+LIGHTNING_FACTOR = 2.0  # the src.train path's images cost twice what the bare loop's cost
+
+
+class FakeClock:
+    """time.perf_counter() = real time x 1e-6 + the fake seconds charged so far."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import time
+
+        self.charged, self.factor = 0.0, 1.0
+        real = time.perf_counter
+        monkeypatch.setattr(time, "perf_counter", lambda: real() * 1e-6 + self.charged)
+
+    def costing(self, function, factor: float):
+        """`function`, during which every image costs `factor` times its price."""
+
+        def with_factor(*args, **kwargs):
+            self.factor = factor
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.factor = 1.0
+
+        return with_factor
+
+    def charging(self, forward):
+        """A network's forward that charges the fake clock for the images it is given."""
+
+        def charged(model, x):
+            self.charged += (TRAIN_COST if model.training else EVAL_COST) * self.factor * len(x)
+            return forward(model, x)
+
+        return charged
+
+
+def test_speed_suite_reports_the_time_its_images_took(bench_dirs, monkeypatch):
+    from src.models.lenet5 import LeNet5
+
+    clock = FakeClock(monkeypatch)
+    monkeypatch.setattr(LeNet5, "forward", clock.charging(LeNet5.forward))
+    for name, factor in (("lightning_training", LIGHTNING_FACTOR), ("bare_training", 1.0)):
+        monkeypatch.setattr(speed, name, clock.costing(getattr(speed, name), factor))
     bench.main(["speed", "--repeats", "2", *overrides(bench_dirs)])
     result = json.loads((bench_dirs / "results" / "speed.json").read_text())
     rows = result["rows"]
     # our recipe at three batch sizes and the seed's recipe (here all at the tiny data's batch 32)
     assert [row["experiment"] for row in rows] == [e for e, _ in speed.SPEED_ROWS]
     assert [row["overrides"][0] for row in rows[:3]] == [f"data.batch_size={b}" for b in (64, 128, 256)]
+    train, evaluation = 1 / TRAIN_COST, 1 / EVAL_COST  # images/s of the bare loop
     for row in rows:
-        speeds = row["train_images_per_second"]
-        assert speeds["lightning"] > 0 and speeds["bare"] > 0
-        assert row["train_ratio"] == pytest.approx(speeds["lightning"] / speeds["bare"], rel=0.02)
-        assert len(row["train_ratio_per_pair"]) == 2 and row["eval_ratio"] > 0 and row["test_ratio"] > 0
-        assert row["test_call_seconds"] > 0 and row["data_pipeline_images_per_second"] > 0
+        # training: the warm epoch's training images only; evaluation: the validation and test images
+        assert row["train_images_per_second"] == {
+            "lightning": pytest.approx(train / LIGHTNING_FACTOR, abs=1),
+            "bare": pytest.approx(train, abs=1),
+        }
+        for kind in ("eval", "test"):
+            assert row[f"{kind}_images_per_second"] == {
+                "lightning": pytest.approx(evaluation / LIGHTNING_FACTOR, abs=1),
+                "bare": pytest.approx(evaluation, abs=1),
+            }, kind
+            assert row[f"{kind}_ratio"] == pytest.approx(1 / LIGHTNING_FACTOR, abs=2e-3), kind
+        assert row["train_ratio"] == pytest.approx(1 / LIGHTNING_FACTOR, abs=2e-3)
+        assert row["train_ratio_per_pair"] == pytest.approx([1 / LIGHTNING_FACTOR] * 2, abs=2e-3)
+        # the whole trainer.test call: the 64 test images, and (next to them) nothing else
+        assert row["test_call_seconds"] == pytest.approx(TEST * EVAL_COST * LIGHTNING_FACTOR, abs=1e-3)
     assert result["machine"]["cores"] >= 1 and result["machine"]["torch"]
     markdown = (bench_dirs / "results" / "speed.md").read_text()
-    assert (
-        markdown.count("| `lenet5_mnist` | 32 |") == 6 and "| `seed_lenet5_mnist` | 32 |" in markdown
-    )  # 2 tables
+    assert markdown.count("| `lenet5_mnist` | 32 | 500 | 1,000 | 0.500 | 0.500, 0.500 |") == 3
+    assert "| `seed_lenet5_mnist` | 32 | 2,000 | 4,000 | 0.500 | 2,000 | 4,000 | 0.500 | 0.03 s |" in markdown
 
 
 def test_the_bare_loop_does_the_recipes_work(bench_dirs):

@@ -9,7 +9,7 @@ import torch
 from src.data import files
 from src.data.files import download_dir
 from src.data.mnist import MNISTDataModule
-from src.utils.errors import DataError
+from src.utils.errors import ConfigError, DataError
 from tests.tiny_data import make_tiny_mnist, snapshot
 
 
@@ -49,6 +49,19 @@ def test_reads_plain_or_gzipped_idx_from_a_read_only_directory(tmp_path, compres
     assert dm.splits["train"].images.shape[1:] == (1, 28, 28)
     # gzipped files are decompressed into the cache, plain ones are read in place
     assert (tmp_path / "cache" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists() == compress
+
+
+def test_val_size_0_validates_on_test_and_out_of_range_sizes_are_errors(tiny_mnist, tmp_path):
+    dm = datamodule(tiny_mnist, tmp_path / "cache", val_size=0)
+    dm.setup()
+    assert len(dm.splits["train"]) == 256  # every training image trains
+    assert dm.splits["val"] is dm.splits["test"]  # and validation is the test split
+    too_many = datamodule(tiny_mnist, tmp_path / "cache", val_size=256)
+    message = r"^data\.val_size=256 is out of range: must be 0 \(validate on test\) to 255$"
+    with pytest.raises(DataError, match=message):
+        too_many.setup()
+    with pytest.raises(ConfigError, match=r"^data\.val_size=-1 is out of range: must be an integer >= 0"):
+        datamodule(tiny_mnist, tmp_path / "cache", val_size=-1)
 
 
 def test_split_is_deterministic_and_disjoint(tiny_mnist, tmp_path):

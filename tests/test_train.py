@@ -8,6 +8,8 @@ from src.train import train
 from tests.conftest import SHARED_DATA, compose_train_config, fast_overrides, run_cli
 from tests.tiny_data import snapshot
 
+EPOCHS, STEPS = 3, 6  # tiny MNIST: 256 - 64 validation images = 192, in batches of 32 (fast_overrides)
+
 
 def test_cli_fast_dev_run_writes_metrics_json(tiny_mnist, tmp_path):
     out = tmp_path / "out"
@@ -29,10 +31,24 @@ def test_cli_fast_dev_run_writes_metrics_json(tiny_mnist, tmp_path):
     assert snapshot(tiny_mnist) == before  # nothing written into the data directory (names, sizes, mtimes)
 
 
-def test_short_training_learns_and_checkpoints(tiny_mnist, tmp_path):
+def test_short_training_learns_and_checkpoints(tiny_mnist, tmp_path, monkeypatch):
+    """Also the one Trainer test with the configured progress bar (src/lightning_ext/progress.py): with
+    min_seconds longer than the run, Lightning's bar is updated at the first batch and at every epoch's
+    last batch, and at no other."""
+    from lightning.pytorch.callbacks import RichProgressBar as LightningBar
+
+    updates, update = [], LightningBar.on_train_batch_end
+
+    def counted(self, trainer, pl_module, outputs, batch, batch_idx):
+        updates.append((trainer.current_epoch, batch_idx))
+        update(self, trainer, pl_module, outputs, batch, batch_idx)
+
+    monkeypatch.setattr(LightningBar, "on_train_batch_end", counted)
+    with_bar = [o for o in fast_overrides(tiny_mnist, tmp_path) if not o.startswith("callbacks.progress_bar")]
     cfg = compose_train_config(
         [
-            *fast_overrides(tiny_mnist, tmp_path),
+            *with_bar,
+            "callbacks.progress_bar.min_seconds=1000",
             "trainer.max_epochs=3",
             "model.activation_fn=relu",
             "pooling=min",
@@ -42,6 +58,7 @@ def test_short_training_learns_and_checkpoints(tiny_mnist, tmp_path):
         tmp_path,
     )
     result = train(cfg)
+    assert updates == [(0, 0), (0, STEPS - 1), (1, STEPS - 1), (2, STEPS - 1)]
     assert result["epochs"] == 3
     assert result["metrics"]["test/acc"] > 0.5  # the toy digits are easy; chance is 0.1
     assert result["metrics"]["val/acc_best"] >= result["metrics"]["val/acc"] - 1e-6
@@ -66,7 +83,6 @@ def test_test_checkpoint_last_tests_the_final_epoch(tiny_mnist, tmp_path):
 # Each scheduler of conf/scheduler/ on SGD (lr 0.01), 3 epochs of 6 steps: the learning rate the optimizer
 # had at the start of every step, worked out from the schedule's definition. Epoch schedules change it
 # between epochs, one-cycle after every step (its total_steps filled in from the trainer).
-EPOCHS, STEPS = 3, 6  # tiny MNIST: 256 - 64 validation images = 192, in batches of 32
 LR = 0.01
 
 
@@ -123,6 +139,21 @@ def test_each_scheduler_sets_the_learning_rate_it_promises(tiny_mnist, tmp_path,
     seen = json.loads(rates.read_text())
     assert [int(step) for step in seen] == list(range(EPOCHS * STEPS))
     assert list(seen.values()) == pytest.approx(expected(), rel=1e-6, abs=1e-12)
+
+
+def test_val_size_0_validates_on_the_test_split_and_early_stopping_stops(tiny_mnist, tmp_path):
+    """data.val_size=0 (the seed's CIFAR-10 setting): all 256 training images train (8 steps an epoch) and
+    validation is the test split. With lr 0 the weights never change, so val/acc never improves after the
+    first epoch: early stopping (patience 1) ends the 10-epoch run after its second epoch."""
+    overrides = [o for o in fast_overrides(tiny_mnist, tmp_path) if not o.startswith("data.val_size=")]
+    overrides += ["data.val_size=0", "optimizer.lr=0", "trainer.max_epochs=10", "logger=none"]
+    overrides += ["callbacks=early_stopping", "callbacks.early_stopping.patience=1"]
+    result = train(compose_train_config(overrides, tmp_path))
+    assert (result["epochs"], result["global_step"]) == (2, 2 * 8)
+    metrics = result["metrics"]
+    assert metrics["val/acc"] == metrics["test/acc"]  # one split, the same weights
+    assert metrics["val/loss"] == pytest.approx(metrics["test/loss"], rel=1e-6)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
 
 
 @pytest.mark.slow

@@ -98,7 +98,8 @@ def write_summary(sweep_dir: Path, metric: str | None = None, direction: str | N
 
 def sweep_settings(config: DictConfig) -> tuple[str | None, str | None]:
     """What a multirun optimised, from its config (the live one, or the sweep's saved multirun.yaml):
-    `optimized_metric`, and the sweeper's direction where it has one (Optuna's; None: by the metric's name)."""
+    `optimized_metric`, and the sweeper's direction where it has one (Optuna's; None: by the metric's
+    name)."""
     direction = OmegaConf.select(config, "hydra.sweeper.direction", default=None)
     direction = str(direction).split(".")[-1] if isinstance(direction, str) else None
     return config.get("optimized_metric"), direction
