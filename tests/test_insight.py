@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import subprocess
 import sys
@@ -92,13 +93,7 @@ def test_csv_logger_gets_the_metrics_and_nothing_is_drawn_without_a_logger_for_i
     """README: without a logger that takes images (`logger=csv` here; `logger=none`, fast_dev_run's dummy)
     the insight callbacks draw nothing, not even into memory; the per-layer test statistics still reach
     metrics.json. And `logger=csv` writes csv/metrics.csv: every epoch's scalars and the test metrics."""
-    from src.training import insight
-
-    def no_drawing(*args, **kwargs):
-        raise AssertionError("an image or text was made for TensorBoard without a logger that takes it")
-
-    for name in ("make_grid", "figure_to_image", "log_text"):
-        monkeypatch.setattr(insight, name, no_drawing)
+    forbid_drawing(monkeypatch)
     data = make_tiny_mnist(tmp_path / "data", train=128, test=32)
     overrides = [*fast_overrides(data, tmp_path), "logger=csv", f"trainer.max_epochs={EPOCHS}"]
     cfg = compose_train_config(overrides, tmp_path / "run")
@@ -121,12 +116,30 @@ def csv_column(rows: list[dict[str, str]], name: str) -> list[float]:
     return [float(row[name]) for row in rows if row.get(name)]
 
 
-def test_fast_dev_run_dummy_logger_does_not_crash(tmp_path):
+def test_fast_dev_run_draws_nothing_and_writes_no_logger_files(tmp_path, monkeypatch):
+    """fast_dev_run swaps the loggers (TensorBoard by default) for Lightning's dummy: no image is drawn,
+    no event file written, no checkpoint saved; the run still tests its one batch."""
+    forbid_drawing(monkeypatch)
     data = make_tiny_mnist(tmp_path / "data", train=128, test=32)
     cfg = compose_train_config(
         [*fast_overrides(data, tmp_path), "trainer.fast_dev_run=true"], tmp_path / "run"
     )
-    assert 0.0 <= train(cfg)["metrics"]["test/acc"] <= 1.0
+    metrics = train(cfg)["metrics"]
+    assert math.isfinite(metrics["test/loss"]) and "test/act1_zeros" in metrics
+    written = {p.name for p in (tmp_path / "run").iterdir()}
+    assert written <= {"checkpoints", "config.yaml", "metrics.json"}, written  # no tensorboard/, no csv/
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
+
+
+def forbid_drawing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every image or text the insight callbacks would make for a logger fail the run."""
+    from src.training import insight
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("an image or text was made for TensorBoard without a logger that takes it")
+
+    for name in ("make_grid", "figure_to_image", "log_text"):
+        monkeypatch.setattr(insight, name, no_drawing)
 
 
 def _serve(logdir: Path, log: Path) -> tuple[subprocess.Popen, str]:

@@ -15,7 +15,6 @@ import torch
 
 from src.config.compose import PROJECT_ROOT
 from src.lightning_ext.checkpoints import AtomicCheckpointIO
-from src.runs.resume import expand_resume
 from src.runs.rundir import RunDir
 from src.train import train
 from src.utils.files import atomic_save, write_json_atomically
@@ -253,19 +252,6 @@ def test_resume_errors_are_one_line_before_anything_runs(tmp_path, monkeypatch, 
         cli()
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines() == [f"error: {message.format(run=run)}"]
-
-
-def test_resume_expands_into_the_runs_overrides_its_directory_and_checkpoint_then_the_new_ones(tmp_path):
-    run = _a_run_without_checkpoint(tmp_path / "run")
-    (run / "checkpoints").mkdir()
-    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
-    assert expand_resume([f"resume={run}", "+trainer.max_epochs=5", "seed=1"]) == [
-        "pooling=min",  # kept; trainer.max_epochs=2 gives way to the new value
-        f"hydra.run.dir={run}",
-        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-        "+trainer.max_epochs=5",
-        "seed=1",
-    ]
 
 
 class Boom(RuntimeError):
