@@ -1,8 +1,10 @@
 """Rebuild a multirun's summary: `python -m src.sweep outputs/train/multiruns/<time>`.
 
 Writes `<sweep dir>/summary.json` and `summary.csv` (src/runs/sweep.py, which a multirun runs by itself
-when it ends) and prints the best run on val/acc_best, after one line for each job whose files are
-damaged (listed in the summary with status "damaged").
+when it ends) and prints the best run: on the sweep's own `optimized_metric`, in its sweeper's direction
+(both read from the `multirun.yaml` Hydra saved in the sweep directory), else on val/acc_best. A multirun
+whose job failed ends before it writes its summary; this writes it, the failed job included. A job whose
+files are damaged gets one line and status "damaged" in the summary.
 """
 
 from __future__ import annotations
@@ -11,13 +13,26 @@ import json
 import sys
 from pathlib import Path
 
-from src.runs.sweep import write_summary
+from omegaconf import OmegaConf
+
+from src.runs.sweep import sweep_settings, write_summary
+
+DEFAULT_METRIC = "val/acc_best"  # conf/train.yaml's optimized_metric
+
+
+def saved_settings(sweep_dir: Path) -> tuple[str | None, str | None]:
+    """The metric and direction the sweep optimised, as its multirun.yaml records them."""
+    saved = sweep_dir / "multirun.yaml"
+    if not saved.is_file():
+        return DEFAULT_METRIC, None
+    return sweep_settings(OmegaConf.load(saved))
 
 
 def main(argv: list[str]) -> None:
     if len(argv) != 1:
         raise SystemExit("usage: python -m src.sweep <sweep dir>")
-    summary = write_summary(Path(argv[0]), "val/acc_best")
+    sweep_dir = Path(argv[0])
+    summary = write_summary(sweep_dir, *saved_settings(sweep_dir))
     for run in summary["runs"]:
         if run["status"] == "damaged":
             print(f"warning: job {run['job']} left out: {run['problem']}", file=sys.stderr)

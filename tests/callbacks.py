@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
+
+
+class LearningRates(Callback):
+    """Records the learning rate the optimizer has as each training step starts, and writes
+    {global step: lr} as JSON into `path` when the fit ends: what a schedule really did, step by step.
+    Enable with `+callbacks.lr_probe._target_=tests.callbacks.LearningRates`
+    `+callbacks.lr_probe.path=<file>`."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.rates = Path(path), {}
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self.rates[trainer.global_step] = trainer.optimizers[0].param_groups[0]["lr"]
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        self.path.write_text(json.dumps(self.rates))
 
 
 class EpochPause(Callback):

@@ -74,24 +74,84 @@ def test_epoch_clock_stops_before_validation(bench_dirs, monkeypatch):
     assert clock.trained_seconds < 1000.0, clock.rows
 
 
-def test_speed_suite_writes_a_ratio_row_per_recipe_and_batch_size(bench_dirs):
+# The speed suite on a fake clock: each image through the network "takes" a known time, and the real time
+# of these tiny runs is scaled down to nothing, so what the suite reports is known exactly.
+TRAIN_COST, EVAL_COST = 1e-3, 2.5e-4  # fake seconds per image: training (a forward in train mode), evaluation
+LIGHTNING_FACTOR = 2.0  # the src.train path's images cost twice what the bare loop's cost
+
+
+class FakeClock:
+    """time.perf_counter() = real time x 1e-6 + the fake seconds charged so far."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import time
+
+        self.charged, self.factor = 0.0, 1.0
+        real = time.perf_counter
+        monkeypatch.setattr(time, "perf_counter", lambda: real() * 1e-6 + self.charged)
+
+    def costing(self, function, factor: float):
+        """`function`, during which every image costs `factor` times its price."""
+
+        def with_factor(*args, **kwargs):
+            self.factor = factor
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.factor = 1.0
+
+        return with_factor
+
+    def charging(self, forward):
+        """A network's forward that charges the fake clock for the images it is given."""
+
+        def charged(model, x):
+            self.charged += (TRAIN_COST if model.training else EVAL_COST) * self.factor * len(x)
+            return forward(model, x)
+
+        return charged
+
+
+def on_the_fake_clock(monkeypatch: pytest.MonkeyPatch, suite) -> None:
+    """A FakeClock that LeNet-5 charges for every image, and `suite`'s two paths priced: src.train's
+    (`lightning_training`) images LIGHTNING_FACTOR times the bare loop's (`bare_training`)."""
+    from src.models.lenet5 import LeNet5
+
+    clock = FakeClock(monkeypatch)
+    monkeypatch.setattr(LeNet5, "forward", clock.charging(LeNet5.forward))
+    for name, factor in (("lightning_training", LIGHTNING_FACTOR), ("bare_training", 1.0)):
+        monkeypatch.setattr(suite, name, clock.costing(getattr(suite, name), factor))
+
+
+def test_speed_suite_reports_the_time_its_images_took(bench_dirs, monkeypatch):
+    on_the_fake_clock(monkeypatch, speed)
     bench.main(["speed", "--repeats", "2", *overrides(bench_dirs)])
     result = json.loads((bench_dirs / "results" / "speed.json").read_text())
     rows = result["rows"]
     # our recipe at three batch sizes and the seed's recipe (here all at the tiny data's batch 32)
     assert [row["experiment"] for row in rows] == [e for e, _ in speed.SPEED_ROWS]
     assert [row["overrides"][0] for row in rows[:3]] == [f"data.batch_size={b}" for b in (64, 128, 256)]
+    train, evaluation = 1 / TRAIN_COST, 1 / EVAL_COST  # images/s of the bare loop
     for row in rows:
-        speeds = row["train_images_per_second"]
-        assert speeds["lightning"] > 0 and speeds["bare"] > 0
-        assert row["train_ratio"] == pytest.approx(speeds["lightning"] / speeds["bare"], rel=0.02)
-        assert len(row["train_ratio_per_pair"]) == 2 and row["eval_ratio"] > 0 and row["test_ratio"] > 0
-        assert row["test_call_seconds"] > 0 and row["data_pipeline_images_per_second"] > 0
+        # training: the warm epoch's training images only; evaluation: the validation and test images
+        assert row["train_images_per_second"] == {
+            "lightning": pytest.approx(train / LIGHTNING_FACTOR, abs=1),
+            "bare": pytest.approx(train, abs=1),
+        }
+        for kind in ("eval", "test"):
+            assert row[f"{kind}_images_per_second"] == {
+                "lightning": pytest.approx(evaluation / LIGHTNING_FACTOR, abs=1),
+                "bare": pytest.approx(evaluation, abs=1),
+            }, kind
+            assert row[f"{kind}_ratio"] == pytest.approx(1 / LIGHTNING_FACTOR, abs=2e-3), kind
+        assert row["train_ratio"] == pytest.approx(1 / LIGHTNING_FACTOR, abs=2e-3)
+        assert row["train_ratio_per_pair"] == pytest.approx([1 / LIGHTNING_FACTOR] * 2, abs=2e-3)
+        # the whole trainer.test call: the 64 test images, and (next to them) nothing else
+        assert row["test_call_seconds"] == pytest.approx(TEST * EVAL_COST * LIGHTNING_FACTOR, abs=1e-3)
     assert result["machine"]["cores"] >= 1 and result["machine"]["torch"]
     markdown = (bench_dirs / "results" / "speed.md").read_text()
-    assert (
-        markdown.count("| `lenet5_mnist` | 32 |") == 6 and "| `seed_lenet5_mnist` | 32 |" in markdown
-    )  # 2 tables
+    assert markdown.count("| `lenet5_mnist` | 32 | 500 | 1,000 | 0.500 | 0.500, 0.500 |") == 3
+    assert "| `seed_lenet5_mnist` | 32 | 2,000 | 4,000 | 0.500 | 2,000 | 4,000 | 0.500 | 0.03 s |" in markdown
 
 
 def test_the_bare_loop_does_the_recipes_work(bench_dirs):
@@ -153,7 +213,10 @@ json.dump({"images_per_second": 500 + seed if cifar else 1000, "keras": "3.x", "
 
 
 def test_keras_suite_compares_against_the_keras_figure(bench_dirs, monkeypatch):
-    # A stand-in for bench/keras_lenet5.py (TensorFlow is not installed in the test environment).
+    """Against a stand-in for bench/keras_lenet5.py (TensorFlow is not installed in the test environment)
+    that reports 1000 images/s on MNIST, 500 + seed on CIFAR-10; the src.train path and the bare loop on
+    the fake clock (src.train's images twice the price)."""
+    on_the_fake_clock(monkeypatch, keras)
     fake = bench_dirs / "fake_keras.py"
     fake.write_text(FAKE_KERAS)
     monkeypatch.setattr(keras, "KERAS_COMMAND", [sys.executable, str(fake)])
@@ -163,8 +226,10 @@ def test_keras_suite_compares_against_the_keras_figure(bench_dirs, monkeypatch):
     result = json.loads((bench_dirs / "results" / "keras.json").read_text())
     rows = result["rows"]
     assert [r["framework"].split(" ")[0] for r in rows] == ["Keras", "bare", "src.train", "src.train"]
-    assert rows[0]["vs_keras"] == 1.0
-    assert all(r["vs_keras"] == round(r["images_per_second"] / 1000, 3) for r in rows)
+    train = 1 / TRAIN_COST  # the bare loop's images/s on the fake clock
+    expected = [1000, train, train / LIGHTNING_FACTOR, train / LIGHTNING_FACTOR]
+    assert [r["images_per_second"] for r in rows] == pytest.approx(expected, abs=1)
+    assert [r["vs_keras"] for r in rows] == pytest.approx([v / 1000 for v in expected], abs=1e-3)
 
     cifar = result["cifar10"]
     keras_row, ours_row = cifar["rows"]
@@ -181,7 +246,9 @@ def test_keras_suite_compares_against_the_keras_figure(bench_dirs, monkeypatch):
     assert keras_row["test_acc_mean"] == pytest.approx(np.mean([0.82, 0.41, 0.42]), abs=1e-4)
     assert keras_row["test_acc_std"] == pytest.approx(np.std([0.82, 0.41, 0.42], ddof=1), abs=1e-4)
     assert len(ours_row["test_acc"]) == 3 and all(0 <= a <= 1 for a in ours_row["test_acc"])
-    assert ours_row["vs_keras"] == round(ours_row["images_per_second"] / 542, 3)
+    # a whole src.train fit of the seed's CIFAR-10 recipe, its last epoch timed: the bare rate here
+    assert ours_row["images_per_second"] == pytest.approx(train, abs=1)
+    assert ours_row["vs_keras"] == pytest.approx(train / 542, abs=1e-3)
     markdown = (bench_dirs / "results" / "keras.md").read_text()
     assert "| src.train `experiment=seed_lenet5_cifar10` |" in markdown
     assert "| test acc (mean ± std) |" in markdown

@@ -7,7 +7,6 @@ everything that run can show.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -170,15 +169,20 @@ def test_multirun_with_ddp_sim_gives_one_directory_per_run(tiny_mnist, tmp_path)
     assert [run["job"] for run in summary["runs"]] == ["0", "1"]
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_nodes_with_torchrun_on_loopback_share_one_run_directory(tiny_mnist, tmp_path):
+    """Two torchrun agents ("nodes") on loopback, each with its own paths.log_dir: global rank 0 makes the
+    one run directory, under its own; the other rank's process writes nothing under its log_dir at all.
+    (With the same log_dir for both, a rank without rank_overrides would share rank 0's `${now}` directory
+    whenever both started in the same second, which they nearly always do, and the test would pass.)
+
+    The rendezvous store is hosted here, on a port the system picks as it binds (port 0), and the agents
+    join it as clients: no port is chosen free, closed, and then taken by someone else."""
+    from torch.distributed import TCPStore
+
+    store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     out = tmp_path / "out"
-    port = free_port()
+    overrides = without_run_dir(fast_overrides(tiny_mnist, out))
+    common = [o for o in overrides if not o.startswith("paths.log_dir=")]
     command = [
         sys.executable,
         "-m",
@@ -186,19 +190,26 @@ def test_two_nodes_with_torchrun_on_loopback_share_one_run_directory(tiny_mnist,
         "--nnodes=2",
         "--nproc-per-node=1",
         "--rdzv-backend=c10d",
-        f"--rdzv-endpoint=127.0.0.1:{port}",
+        f"--rdzv-endpoint=127.0.0.1:{store.port}",
+        "--rdzv-conf=is_host=false",
         "-m",
         "src.train",
         "trainer=ddp_sim",
         "trainer.num_nodes=2",
         "trainer.devices=1",
         "trainer.fast_dev_run=true",
-        *without_run_dir(fast_overrides(tiny_mnist, out)),
+        *common,
     ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     nodes = [
-        subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for _ in range(2)
+        subprocess.Popen(
+            [*command, f"paths.log_dir={out / f'node{index}'}"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for index in range(2)
     ]
     try:
         logs = [node.communicate(timeout=300)[0].decode(errors="replace") for node in nodes]
@@ -208,7 +219,9 @@ def test_two_nodes_with_torchrun_on_loopback_share_one_run_directory(tiny_mnist,
     for node, log in zip(nodes, logs, strict=True):
         assert node.returncode == 0, log[-3000:]
     assert "MEMBER: 2/2" in "".join(logs)
-    run_dir = only_child(out / "train" / "runs")  # both node processes, one directory
+    written = sorted(p.name for p in out.iterdir() if p.name.startswith("node"))
+    assert len(written) == 1, written  # only global rank 0's node made anything under its log_dir
+    run_dir = only_child(out / written[0] / "train" / "runs")
     assert len(list(out.rglob("metrics.json"))) == 1
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert "trainer.num_nodes=2" in metrics["overrides"] and "test/acc" in metrics["metrics"]

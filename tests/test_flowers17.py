@@ -297,6 +297,68 @@ def test_pca_lighting_shifts_each_image_by_one_colour(data_dir, cache_dir):
     assert shift[:, :, 0, 0].abs().sum() > 0
 
 
+def test_a_real_ten_crop_test_averages_the_crops_and_draws_its_mistakes(
+    data_dir, cache_dir, tmp_path, monkeypatch
+):
+    """src.train with data.ten_crop_test=true: trainer.test's batches are (N, 10, C, H, W), the corners and
+    centre then their mirror images; test/acc and test/loss are those of the softmax averaged over the
+    ten crops; the confusion matrix and the mistakes (insight.py's branch for multi-crop batches) are drawn
+    from them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from src.train import train
+    from src.training.module import ImageClassifier
+    from tests.conftest import compose_train_config
+
+    batches, test_step = [], ImageClassifier.test_step
+
+    def by_hand(self, batch, batch_idx):  # the averaged prediction, worked out crop by crop
+        images, labels = batch
+        if images.ndim == 5:
+            with torch.no_grad():
+                each = torch.stack([self(images[:, crop]).softmax(-1) for crop in range(10)], 1)
+            batches.append((images, labels, each))
+        else:
+            batches.append((images, labels, None))
+        return test_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ImageClassifier, "test_step", by_hand)
+    # The tiny archive's images are one colour each: ramps added to the test images in memory (brighter to
+    # the right and to the bottom) make the ten crops of an image, and so their predictions, differ.
+    setup, pattern = Flowers17DataModule.setup, torch.arange(256) // 2 + torch.arange(256)[:, None] // 4
+
+    def patterned(self, stage=None):
+        unpatterned = not self.splits
+        setup(self, stage)
+        if unpatterned:
+            test = self.splits["test"]
+            test.images = (test.images.int() // 4 + pattern).to(torch.uint8)
+
+    monkeypatch.setattr(Flowers17DataModule, "setup", patterned)
+    overrides = [
+        "model=lenet5", "data=flowers17", f"data.data_dir={data_dir}", f"paths.cache_dir={cache_dir}",
+        "data.download=false", "data.ten_crop_test=true", "data.batch_size=16", "data.eval_batch_size=20",
+        "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+        "+trainer.limit_test_batches=2", "callbacks.progress_bar=null",
+    ]  # fmt: skip
+    metrics = train(compose_train_config(overrides, tmp_path))["metrics"]
+
+    assert [tuple(images.shape) for images, _, _ in batches] == [(20, 10, 3, 32, 32)] * 2
+    images = torch.cat([images for images, _, _ in batches])
+    assert torch.allclose(images[:, 5:], images[:, :5].flip(-1), atol=1e-5)  # the mirrored five
+    assert not torch.allclose(images[:, 0], images[:, 3])  # two corners: different views
+    labels = torch.cat([labels for _, labels, _ in batches])
+    each = torch.cat([each for _, _, each in batches])  # (N, 10 crops, 17 classes)
+    assert (each - each[:, 4:5]).abs().amax() > 0.01  # the crops' predictions differ from the centre's
+    mean = each.mean(1)
+    assert metrics["test/acc"] == pytest.approx((mean.argmax(1) == labels).float().mean().item())
+    expected_loss = torch.nn.functional.nll_loss(mean.clamp_min(1e-12).log(), labels).item()
+    assert metrics["test/loss"] == pytest.approx(expected_loss, rel=1e-5)
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert {"confusion_matrix/test", "mistakes/test"} <= set(events.Tags()["images"])
+
+
 # ------------------------------------------------------------------------------- real data
 @pytest.mark.slow
 def test_real_flowers17(tmp_path):

@@ -3,8 +3,10 @@ real TensorBoard server."""
 
 from __future__ import annotations
 
+import csv
 import json
-import socket
+import math
+import re
 import subprocess
 import sys
 import time
@@ -87,18 +89,76 @@ def test_graph_is_logged(events):
     assert any("conv1" in name for name in names)
 
 
-def test_fast_dev_run_dummy_logger_does_not_crash(tmp_path):
+def test_csv_logger_gets_the_metrics_and_nothing_is_drawn_without_a_logger_for_images(tmp_path, monkeypatch):
+    """README: without a logger that takes images (`logger=csv` here; `logger=none`, fast_dev_run's dummy)
+    the insight callbacks draw nothing, not even into memory; the per-layer test statistics still reach
+    metrics.json. And `logger=csv` writes csv/metrics.csv: every epoch's scalars and the test metrics."""
+    forbid_drawing(monkeypatch)
+    data = make_tiny_mnist(tmp_path / "data", train=128, test=32)
+    overrides = [*fast_overrides(data, tmp_path), "logger=csv", f"trainer.max_epochs={EPOCHS}"]
+    cfg = compose_train_config(overrides, tmp_path / "run")
+    metrics = train(cfg)["metrics"]
+    assert {"test/act1_zeros", "test/pool2_mean"} <= set(metrics)  # FeatureMapStatistics: logger or not
+    run_dir = tmp_path / "run"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.yaml", "csv", "metrics.json"]
+
+    with (run_dir / "csv" / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    for name in ("val/acc", "val/loss", "val/acc_best", "train/acc", "train/loss_epoch", "lr-Adam"):
+        assert len(csv_column(rows, name)) == EPOCHS, name
+    for name in ("val/acc", "val/acc_best", "train/images_per_second", "test/acc", "test/loss"):
+        assert csv_column(rows, name)[-1] == pytest.approx(metrics[name], rel=1e-6), name
+    assert csv_column(rows, "lr-Adam") == [cfg.optimizer.lr] * EPOCHS
+
+
+def csv_column(rows: list[dict[str, str]], name: str) -> list[float]:
+    """The values of one metric in CSVLogger's metrics.csv (a row per step that logged something)."""
+    return [float(row[name]) for row in rows if row.get(name)]
+
+
+def test_fast_dev_run_draws_nothing_and_writes_no_logger_files(tmp_path, monkeypatch):
+    """fast_dev_run swaps the loggers (TensorBoard by default) for Lightning's dummy: no image is drawn,
+    no event file written, no checkpoint saved; the run still tests its one batch."""
+    forbid_drawing(monkeypatch)
     data = make_tiny_mnist(tmp_path / "data", train=128, test=32)
     cfg = compose_train_config(
         [*fast_overrides(data, tmp_path), "trainer.fast_dev_run=true"], tmp_path / "run"
     )
-    assert 0.0 <= train(cfg)["metrics"]["test/acc"] <= 1.0
+    metrics = train(cfg)["metrics"]
+    assert math.isfinite(metrics["test/loss"]) and "test/act1_zeros" in metrics
+    written = {p.name for p in (tmp_path / "run").iterdir()}
+    assert written <= {"checkpoints", "config.yaml", "metrics.json"}, written  # no tensorboard/, no csv/
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def forbid_drawing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every image or text the insight callbacks would make for a logger fail the run."""
+    from src.training import insight
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("an image or text was made for TensorBoard without a logger that takes it")
+
+    for name in ("make_grid", "figure_to_image", "log_text"):
+        monkeypatch.setattr(insight, name, no_drawing)
+
+
+def _serve(logdir: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """A TensorBoard server on a port the system picks when it binds (--port 0: no port is chosen first
+    and taken by someone else before the server binds it), and its address as the server reports it."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1"]
+        + ["--port", "0", "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and server.poll() is None:
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", log.read_text())
+        if found:
+            return server, f"http://127.0.0.1:{found.group(1)}"
+        time.sleep(0.2)
+    server.kill()
+    raise AssertionError(f"TensorBoard did not say where it listens: {log.read_text()[-2000:]}")
 
 
 def _get_json(url: str):
@@ -106,15 +166,9 @@ def _get_json(url: str):
         return json.loads(response.read())
 
 
-def test_tensorboard_server_serves_the_run(run_dir):
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir), "--host", "127.0.0.1"]
-        + ["--port", str(port), "--reload_interval", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/data/plugin"
+def test_tensorboard_server_serves_the_run(run_dir, tmp_path):
+    server, address = _serve(run_dir, tmp_path / "tensorboard.log")
+    base = f"{address}/data/plugin"
     try:
         deadline, scalars = time.monotonic() + 90, {}
         while time.monotonic() < deadline:

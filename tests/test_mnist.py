@@ -9,8 +9,8 @@ import torch
 from src.data import files
 from src.data.files import download_dir
 from src.data.mnist import MNISTDataModule
-from src.utils.errors import DataError
-from tests.tiny_data import make_tiny_mnist
+from src.utils.errors import ConfigError, DataError
+from tests.tiny_data import make_tiny_mnist, snapshot
 
 
 def datamodule(data_dir, cache_dir, **kwargs) -> MNISTDataModule:
@@ -25,6 +25,8 @@ def datamodule(data_dir, cache_dir, **kwargs) -> MNISTDataModule:
 
 
 def read_only(path):
+    """chmod a tree read-only. Tests run as root here, which ignores permissions: what proves that nothing
+    was written is the before/after snapshot() (names, sizes, mtimes), not this."""
     for root, _dirs, names in os.walk(path):
         for name in names:
             os.chmod(os.path.join(root, name), stat.S_IRUSR)
@@ -35,14 +37,31 @@ def read_only(path):
 def test_reads_plain_or_gzipped_idx_from_a_read_only_directory(tmp_path, compress):
     data_dir = make_tiny_mnist(tmp_path / "data", train=200, test=40, compress=compress)
     read_only(data_dir)
+    before = snapshot(data_dir)
     dm = datamodule(data_dir, tmp_path / "cache")
     dm.prepare_data()
     dm.setup()
+    for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
+        next(iter(loader))
+    assert snapshot(data_dir) == before  # nothing written, renamed or removed, not even for a moment
     assert {k: len(v) for k, v in dm.splits.items()} == {"train": 150, "val": 50, "test": 40}
     assert dm.splits["train"].images.dtype == torch.uint8
     assert dm.splits["train"].images.shape[1:] == (1, 28, 28)
     # gzipped files are decoded into the checked cache, plain ones are read in place
     assert (tmp_path / "cache" / "MNIST" / "mnist-uint8.pt").exists() == compress
+
+
+def test_val_size_0_validates_on_test_and_out_of_range_sizes_are_errors(tiny_mnist, tmp_path):
+    dm = datamodule(tiny_mnist, tmp_path / "cache", val_size=0)
+    dm.setup()
+    assert len(dm.splits["train"]) == 256  # every training image trains
+    assert dm.splits["val"] is dm.splits["test"]  # and validation is the test split
+    too_many = datamodule(tiny_mnist, tmp_path / "cache", val_size=256)
+    message = r"^data\.val_size=256 is out of range: must be 0 \(validate on test\) to 255$"
+    with pytest.raises(DataError, match=message):
+        too_many.setup()
+    with pytest.raises(ConfigError, match=r"^data\.val_size=-1 is out of range: must be an integer >= 0"):
+        datamodule(tiny_mnist, tmp_path / "cache", val_size=-1)
 
 
 def test_split_is_deterministic_and_disjoint(tiny_mnist, tmp_path):

@@ -15,9 +15,10 @@ import torch
 
 from src.config.compose import PROJECT_ROOT
 from src.lightning_ext.checkpoints import AtomicCheckpointIO
+from src.runs.rundir import RunDir
 from src.train import train
 from src.utils.files import atomic_save, write_json_atomically
-from tests.conftest import compose_train_config, fast_overrides
+from tests.conftest import compose_train_config, fast_overrides, run_cli
 from tests.tiny_data import make_tiny_cifar
 
 TIMING = ("per_second", "seconds", "time")  # wall-clock metrics differ between any two runs
@@ -34,10 +35,21 @@ def _command(data_dir: Path, out: Path) -> list[str]:
         "data.val_size=20",
         "trainer.max_epochs=3",
         "trainer.deterministic=true",
-        # Sleeps after each epoch's checkpoint, so the kill below lands between two checkpoints.
-        "+callbacks.pause._target_=tests.callbacks.EpochPause",
-        "+callbacks.pause.seconds=3",
     ]
+
+
+def _pause(marker: Path) -> list[str]:
+    """Overrides for the run to be killed: a pause after every epoch's checkpoint (tests/callbacks.py) that
+    only the kill ends, and a marker file written as it begins, which the test waits for: the kill lands
+    between two checkpoints however slow the machine is. The resume lifts the pause (`NO_PAUSE`)."""
+    return [
+        "+callbacks.pause._target_=tests.callbacks.EpochPause",
+        "+callbacks.pause.seconds=600",
+        f"+callbacks.pause.marker={marker}",
+    ]
+
+
+NO_PAUSE = "+callbacks.pause.seconds=0"  # an override after resume=<run dir> wins over the run's own
 
 
 def _start(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -50,6 +62,13 @@ def _start(command: list[str], log: Path, env: dict[str, str] | None = None) -> 
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: the run and every process it starts
     )
+
+
+def _wait_for(condition, seconds: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert condition(), f"{what} did not happen within {seconds} s: {log.read_text()[-3000:]}"
 
 
 def _state_dict(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -81,15 +100,15 @@ def assert_same_run(straight_dir: Path, resumed_dir: Path) -> None:
 
 def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     data = make_tiny_cifar(tmp_path / "data")
-    straight_out, killed_out = tmp_path / "straight", tmp_path / "killed"
+    straight_out, killed_out, marker = tmp_path / "straight", tmp_path / "killed", tmp_path / "paused"
     straight = _start(_command(data, straight_out), tmp_path / "straight.log")
-    killed = _start(_command(data, killed_out), tmp_path / "killed.log")
-    run_dir, last = killed_out / "run", killed_out / "run" / "checkpoints" / "last.ckpt"
+    killed_log = tmp_path / "killed.log"
+    killed = _start([*_command(data, killed_out), *_pause(marker)], killed_log)
+    run_dir = killed_out / "run"
     try:
-        deadline = time.monotonic() + 240
-        while not last.exists() and killed.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert last.exists(), (tmp_path / "killed.log").read_text()[-3000:]
+        _wait_for(lambda: marker.exists() or killed.poll() is not None, 240, "the first epoch", killed_log)
+        assert killed.poll() is None, killed_log.read_text()[-3000:]
+        assert marker.read_text() == "1\n"  # in the pause after epoch 1's checkpoint
         killed.send_signal(signal.SIGKILL)
         killed.wait(30)
     finally:
@@ -97,10 +116,10 @@ def test_sigkilled_run_resumes_to_the_same_weights_and_metrics(tmp_path):
             killed.kill()
     assert killed.returncode == -signal.SIGKILL
     assert not (run_dir / "metrics.json").exists()  # it really died mid-run
-    assert torch.load(last, weights_only=True)["epoch"] == 0
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "src.train", f"resume={run_dir}"],
+        [sys.executable, "-m", "src.train", f"resume={run_dir}", NO_PAUSE],
         cwd=PROJECT_ROOT,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
         capture_output=True,
@@ -128,13 +147,6 @@ def _living_members(group: int) -> list[str]:
     return members
 
 
-def _wait_for(condition, seconds: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert condition(), f"{what} did not happen within {seconds} s: {log.read_text()[-3000:]}"
-
-
 def test_sigkilled_ddp_run_resumes_to_the_same_metrics(tmp_path):
     """trainer=ddp_sim, 2 processes: SIGKILL to the run's whole process group after its first epoch's
     checkpoint leaves no process, no half-written file and one run directory; resume=<run dir> then
@@ -153,7 +165,7 @@ def test_sigkilled_ddp_run_resumes_to_the_same_metrics(tmp_path):
     threads = {"OMP_NUM_THREADS": "1"}
     straight = _start(command(straight_out), tmp_path / "straight.log", threads)
     killed_log = tmp_path / "killed.log"
-    killed = _start(command(killed_out, f"+callbacks.pause.marker={marker}"), killed_log, threads)
+    killed = _start(command(killed_out, *_pause(marker)), killed_log, threads)
     try:
         _wait_for(lambda: marker.exists() or killed.poll() is not None, 300, "the first epoch", killed_log)
         assert killed.poll() is None, killed_log.read_text()[-3000:]
@@ -176,7 +188,7 @@ def test_sigkilled_ddp_run_resumes_to_the_same_metrics(tmp_path):
         assert torch.load(checkpoint, weights_only=True)["epoch"] == 0
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "src.train", f"resume={run_dir}"],
+        [sys.executable, "-m", "src.train", f"resume={run_dir}", NO_PAUSE],
         cwd=PROJECT_ROOT,
         env={**os.environ, "PYTHONWARNINGS": "ignore", **threads},
         capture_output=True,
@@ -188,6 +200,58 @@ def test_sigkilled_ddp_run_resumes_to_the_same_metrics(tmp_path):
     assert list((killed_out / "train" / "runs").iterdir()) == [run_dir]  # no second run directory
 
     assert_same_run(next((straight_out / "train" / "runs").iterdir()), run_dir)
+
+
+def test_resume_with_new_overrides_trains_on_in_the_same_directory(tiny_mnist, tmp_path):
+    """`resume=<run dir> trainer.max_epochs=3` continues a finished 1-epoch run to 3 epochs, in its own
+    directory, with its own overrides and the new one in place of the old."""
+    common = [*fast_overrides(tiny_mnist, tmp_path), "logger=none", "padding=same"]
+    first = run_cli("src.train", *common, "trainer.max_epochs=1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    steps = json.loads((run_dir / "metrics.json").read_text())["global_step"]
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    resumed = run_cli("src.train", f"resume={run_dir}", "trainer.max_epochs=3")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no second run directory
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert (metrics["epochs"], metrics["global_step"]) == (3, 3 * steps)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert f"Restoring states from the checkpoint path at {last}" in resumed.stdout + resumed.stderr
+    assert "padding=same" in metrics["overrides"] and "trainer.max_epochs=3" in metrics["overrides"]
+    assert "trainer.max_epochs=1" not in metrics["overrides"]
+    assert f"ckpt_path={last}" in metrics["overrides"]
+    assert torch.load(last, weights_only=True)["epoch"] == 2
+    # what a later resume= reads back: this command line
+    assert "trainer.max_epochs=3" in RunDir(run_dir).read_overrides()
+
+
+def _a_run_without_checkpoint(path: Path) -> Path:
+    path.joinpath(".hydra").mkdir(parents=True)
+    path.joinpath(".hydra", "overrides.yaml").write_text("- pooling=min\n- trainer.max_epochs=2\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["resume={run}", "resume={run}"], "resume= is given more than once; name one run directory"),
+        (["-m", "resume={run}"], "resume= continues one run; it cannot be combined with -m/--multirun"),
+        (["resume={run}"], "resume={run} has no checkpoint to continue from: {run}/checkpoints/last.ckpt "
+                           "is missing (the run stopped before its first epoch ended, or ran with "
+                           "callbacks=none); start it again"),
+    ],
+)  # fmt: skip
+def test_resume_errors_are_one_line_before_anything_runs(tmp_path, monkeypatch, capsys, argv, message):
+    from src.train import cli
+
+    run = _a_run_without_checkpoint(tmp_path / "run")
+    monkeypatch.setattr(sys, "argv", ["src.train", *(arg.format(run=run) for arg in argv)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {message.format(run=run)}"]
 
 
 class Boom(RuntimeError):

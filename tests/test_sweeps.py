@@ -4,8 +4,10 @@ a real sweep through submitit_local and the SLURM settings (and sbatch script) o
 
 import csv
 import json
+import math
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,6 +15,8 @@ from omegaconf import OmegaConf
 
 from src.config.check import validate_command_line
 from src.config.compose import PROJECT_ROOT
+from src.runs.rundir import RunDir
+from src.runs.sweep import write_summary
 from src.training.metric_names import LOGGED_METRICS
 from src.utils.errors import ConfigError
 from tests.conftest import fast_overrides, run_cli
@@ -20,6 +24,14 @@ from tests.conftest import fast_overrides, run_cli
 
 def sweep_overrides(data_dir, out):
     return [o for o in fast_overrides(data_dir, out) if not o.startswith("hydra.run.dir=")]
+
+
+def assert_best_is_the_argmax(summary, metric="val/acc_best"):
+    """The summary's best run is the one with the highest `metric` (the first of equals, in job order)."""
+    finished = [run for run in summary["runs"] if run["status"] == "ok"]
+    top = max(run["metrics"][metric] for run in finished)
+    first = next(run for run in finished if run["metrics"][metric] == top)
+    assert summary["best"] == {"job": first["job"], "value": top, "overrides": first["overrides"]}
 
 
 def the_sweep_dir(out):
@@ -59,7 +71,7 @@ def test_six_run_grid_with_joblib_launcher_and_summary(tiny_mnist, tmp_path):
     assert [run["job"] for run in summary["runs"]] == [str(i) for i in range(6)]
     assert all(run["status"] == "ok" and "test/acc" in run["metrics"] for run in summary["runs"])
     assert summary["optimized_metric"] == "val/acc_best"
-    assert summary["best"]["job"] in {str(i) for i in range(6)}
+    assert_best_is_the_argmax(summary)
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert len(rows) == 6 and "padding=" in rows[0]["overrides"] and float(rows[0]["test/acc"]) >= 0
 
@@ -83,9 +95,79 @@ def test_optuna_search_two_trials(tiny_mnist, tmp_path):
     summary = json.loads((sweep / "summary.json").read_text())
     assert summary["direction"] == "maximize" and len(summary["runs"]) == 2
     assert summary["best"]["value"] == pytest.approx(best["best_value"])
+    assert_best_is_the_argmax(summary)
     for run in summary["runs"]:  # every trial drew all four searched parameters
         keys = {o.split("=")[0] for o in run["overrides"]}
         assert {"optimizer.lr", "data.batch_size", "pooling", "padding"} <= keys
+
+
+def test_a_sweep_whose_job_failed_is_summarised_by_src_sweep(tiny_mnist, tmp_path):
+    """A failing job (its loss diverges) ends the multirun before it writes its summary; `python -m
+    src.sweep <dir>` then writes it, the failed job listed as failed, with its overrides."""
+    out = tmp_path / "out"
+    lr = ["optimizer=sgd", "optimizer.lr=0.01,1e+30", "trainer.max_epochs=1", "logger=none"]
+    result = run_cli("src.train", "-m", *lr, *sweep_overrides(tiny_mnist, out))
+    assert result.returncode == 2 and "error: training diverged" in result.stderr, result.stderr[-3000:]
+    sweep = the_sweep_dir(out)
+    assert not (sweep / "summary.json").exists()
+
+    rebuilt = run_cli("src.sweep", str(sweep))
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    summary = json.loads((sweep / "summary.json").read_text())
+    finished, failed = summary["runs"]
+    assert (finished["job"], finished["status"]) == ("0", "ok") and "optimizer.lr=0.01" in finished[
+        "overrides"
+    ]
+    assert (failed["job"], failed["status"], failed["metrics"]) == ("1", "failed", {})
+    assert "optimizer.lr=1e+30" in failed["overrides"]  # from the job's .hydra/overrides.yaml
+    assert summary["optimized_metric"] == "val/acc_best" and summary["direction"] == "maximize"
+    assert json.loads(rebuilt.stdout) == summary["best"] and summary["best"]["job"] == "0"
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [(row["job"], row["status"]) for row in rows] == [("0", "ok"), ("1", "failed")]
+    assert (
+        float(rows[0]["val/acc_best"]) == finished["metrics"]["val/acc_best"]
+        and rows[1]["val/acc_best"] == ""
+    )
+
+
+def fake_job(sweep: Path, job: str, metrics: dict[str, float] | None = None) -> None:
+    """A job directory as src.train leaves it: .hydra/overrides.yaml, and metrics.json once it finished."""
+    run = RunDir(sweep / job)
+    run.hydra_dir.mkdir(parents=True)
+    overrides = [f"seed={job}"]
+    run.overrides_file.write_text(yaml.safe_dump(overrides))
+    if metrics is not None:
+        run.write_metrics({"metrics": metrics, "overrides": overrides, "epochs": 1})
+
+
+def test_the_best_run_skips_nan_and_failed_jobs_and_minimises_a_loss(tmp_path):
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, "0", {"val/acc_best": math.nan, "val/loss": math.nan})  # first: max() would keep a NaN
+    fake_job(sweep, "1")  # started, never finished
+    fake_job(sweep, "2", {"val/acc_best": 0.8, "val/loss": 0.4})
+    fake_job(sweep, "3", {"val/acc_best": 0.5, "val/loss": 0.9})
+    fake_job(sweep, "10", {"val/acc_best": 0.7, "val/loss": 0.3})
+    (sweep / ".submitit").mkdir()  # not a job
+
+    maximised = write_summary(sweep, "val/acc_best")
+    assert [(run["job"], run["status"]) for run in maximised["runs"]] == [
+        ("0", "ok"), ("1", "failed"), ("2", "ok"), ("3", "ok"), ("10", "ok")
+    ]  # fmt: skip
+    assert maximised["direction"] == "maximize"
+    assert maximised["best"] == {"job": "2", "value": 0.8, "overrides": ["seed=2"]}
+    minimised = write_summary(sweep, "val/loss")  # a loss is minimised
+    assert minimised["direction"] == "minimize" and minimised["best"]["job"] == "10"
+    assert write_summary(sweep, "val/acc_best", "minimize")["best"]["job"] == "3"  # the sweeper's word wins
+    assert write_summary(sweep, "train/acc")["best"] is None  # no run has it
+
+    # `python -m src.sweep` rebuilds what the multirun wrote: its metric and direction, from multirun.yaml
+    saved = {"optimized_metric": "val/loss", "hydra": {"sweeper": {"direction": "minimize"}}}
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(saved))
+    result = run_cli("src.sweep", str(sweep))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout) == {"job": "10", "value": 0.3, "overrides": ["seed=10"]}
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert (summary["optimized_metric"], summary["direction"]) == ("val/loss", "minimize")
 
 
 def test_unknown_optimized_metric_fails_before_the_first_trial(tiny_mnist, tmp_path, monkeypatch, capsys):
@@ -138,7 +220,7 @@ def test_two_runs_through_submitit_local(tiny_mnist, tmp_path):
     assert all("Job completed successfully" in log.read_text() for log in logs)
     summary = json.loads((sweep / "summary.json").read_text())
     assert [(run["job"], run["status"]) for run in summary["runs"]] == [("0", "ok"), ("1", "ok")]
-    assert summary["best"]["job"] in {"0", "1"}
+    assert_best_is_the_argmax(summary)
 
 
 def test_slurm_launcher_settings_for_two_nodes_of_four_gpus(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ imported. The trackers are the optional `trackers` extra: without it these tests
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -102,6 +103,18 @@ def expected_name(overrides: list[str]) -> str:
     return " ".join(o for o in overrides if not o.startswith(where))
 
 
+def assert_local_loggers_hold(run_dir: Path, test_acc: float) -> None:
+    """The run's TensorBoard event file and CSVLogger's metrics.csv, each with the run's test/acc."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert events.Scalars("test/acc")[-1].value == pytest.approx(test_acc)
+    with (run_dir / "csv" / "metrics.csv").open() as handle:
+        logged = [float(row["test/acc"]) for row in csv.DictReader(handle) if row.get("test/acc")]
+    assert logged == [pytest.approx(test_acc)]
+
+
 # ------------------------------------------------------------------------------------------ W&B
 def test_wandb_offline_run_holds_history_config_and_summary(tiny_mnist, tmp_path):
     need("wandb")
@@ -185,16 +198,18 @@ def test_mlflow_local_store_holds_metrics_params_and_run_name(tiny_mnist, tmp_pa
 
 # ------------------------------------------------------------------------------------------ multirun
 def test_a_two_job_multirun_is_two_runs_in_one_group_and_experiment(tiny_mnist, tmp_path):
+    """With logger=many (TensorBoard, CSV, W&B, MLflow): each job also has its TensorBoard events and its
+    csv/metrics.csv, each holding the job's own final test/acc."""
     need("wandb", "mlflow")
     out = train(
-        tmp_path, tiny_mnist, "logger=[wandb,mlflow]", "pooling=max,min", "callbacks.feature_maps=null",
-        multirun=True,
-    )  # fmt: skip
+        tmp_path, tiny_mnist, "logger=many", "pooling=max,min", "callbacks.feature_maps=null", multirun=True
+    )
     (sweep,) = (out / "train" / "multiruns").iterdir()
     names = {}
     for job in ("0", "1"):
-        overrides = json.loads((sweep / job / "metrics.json").read_text())["overrides"]
-        names[job] = expected_name(overrides)
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        names[job] = expected_name(metrics["overrides"])
+        assert_local_loggers_hold(sweep / job, metrics["metrics"]["test/acc"])
     assert names["0"] != names["1"] and "pooling=max" in names["0"] and "pooling=min" in names["1"]
 
     # W&B: one offline run per job, in the job's directory, grouped by the sweep (one process: the

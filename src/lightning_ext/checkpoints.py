@@ -67,6 +67,13 @@ class ModelCheckpoint(LightningModelCheckpoint):
         if self._should_save_on_train_epoch_end(trainer):
             self._save_last_if_behind(trainer)
 
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning 2.6 writes last.ckpt here when none was written yet, fast_dev_run or not; every other
+        # save of the callback skips fast_dev_run ("nothing saved": conf/trainer/default.yaml).
+        if not trainer.fast_dev_run:
+            super().on_train_end(trainer, pl_module)
+
     def _save_last_if_behind(self, trainer: L.Trainer) -> None:
         # _should_skip_saving_checkpoint is also true when this step's checkpoint is already written
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.runs.rundir import RunDir, RunFileError
 
@@ -106,6 +106,15 @@ def write_summary(sweep_dir: Path, metric: str | None = None, direction: str | N
     return summary
 
 
+def sweep_settings(config: DictConfig) -> tuple[str | None, str | None]:
+    """What a multirun optimised, from its config (the live one, or the sweep's saved multirun.yaml):
+    `optimized_metric`, and the sweeper's direction where it has one (Optuna's; None: by the metric's
+    name)."""
+    direction = OmegaConf.select(config, "hydra.sweeper.direction", default=None)
+    direction = str(direction).split(".")[-1] if isinstance(direction, str) else None
+    return config.get("optimized_metric"), direction
+
+
 class SweepSummary(Callback):
     """Hydra callback: after a multirun, summarise every job of the sweep directory."""
 
@@ -113,9 +122,7 @@ class SweepSummary(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not sweep_dir.is_dir():
             return
-        direction = config.hydra.sweeper.get("direction")
-        direction = str(direction).split(".")[-1] if isinstance(direction, str) else None
-        summary = write_summary(sweep_dir, config.get("optimized_metric"), direction)
+        summary = write_summary(sweep_dir, *sweep_settings(config))
         line = f"{len(summary['runs'])} runs summarised in {sweep_dir / 'summary.json'}"
         damaged = [run["job"] for run in summary["runs"] if run["status"] == "damaged"]
         if damaged:
