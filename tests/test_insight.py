@@ -26,11 +26,13 @@ FEATURE_LAYERS = ["00_input", "01_conv1", "02_act1", "03_pool1", "04_conv2", "05
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A short LeNet-5 run on the tiny MNIST (min pooling, same padding), all insight callbacks on."""
+    """A short LeNet-5 run on the tiny MNIST (min pooling, same padding), all insight callbacks on. With
+    flip_eval (each evaluated image beside its mirror image, as the CIFAR-10 recipe does), validation and
+    test batches are (N, 2, C, H, W): the callbacks' branches for several views of an image run too."""
     root = tmp_path_factory.mktemp("insight")
     data = make_tiny_mnist(root / "data")
     overrides = [*fast_overrides(data, root), f"trainer.max_epochs={EPOCHS}", "trainer.log_every_n_steps=2"]
-    overrides += ["pooling=min", "padding=same"]
+    overrides += ["pooling=min", "padding=same", "+data.flip_eval=true"]
     train(compose_train_config(overrides, root / "run"))
     return root / "run"
 
