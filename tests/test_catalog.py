@@ -25,15 +25,22 @@ def test_each_datamodule_carries_the_card_its_config_reads(tmp_path, data):
 
 
 @pytest.mark.parametrize(
-    "override", ["data.split_index=4", "data.min_crop_area=0", "data.batch_size=0", "model.input_size=300"]
+    "overrides",
+    [
+        "data.split_index=4",
+        "data.min_crop_area=0",
+        "data.batch_size=0",
+        "model.input_size=300",
+        "+data.flip_eval=true data.ten_crop_test=true",  # the ten crops hold the mirror images already
+    ],
 )
-def test_a_datamodule_and_the_config_check_answer_with_the_same_clause(tmp_path, override):
+def test_a_datamodule_and_the_config_check_answer_with_the_same_clause(tmp_path, overrides):
     """One rule, one home: the card's clause, whether the command line or Python asks."""
     from src.config.schema import config_problems
 
-    cfg = compose_train_config(["data=flowers17", "model=alexnet", override], tmp_path)
+    cfg = compose_train_config(["data=flowers17", "model=alexnet", *overrides.split()], tmp_path)
     (clause,) = config_problems(cfg)
-    assert clause.startswith(override.split("=")[0])
+    assert clause.startswith(overrides.split("=")[0].lstrip("+"))
     with pytest.raises(InstantiationException) as error:  # Hydra's wrapper around the constructor's error
         instantiate(cfg.data)
     assert isinstance(error.value.__cause__, ConfigError) and str(error.value.__cause__) == clause

@@ -65,6 +65,11 @@ class DatasetCard:
         """One clause per option (a datamodule argument, e.g. `batch_size`) that breaks a rule, and one
         when `input_size` (the model's) is larger than the images."""
         clauses = broken_rules(self.rules, {f"data.{name}": value for name, value in options.items()})
+        if options.get("ten_crop_test") is True and options.get("flip_eval") is True:
+            clauses.append(  # the ten crops are five crops and their mirror images already
+                "data.flip_eval=true and data.ten_crop_test=true cannot be combined: the ten crops already "
+                "hold each crop's mirror image; choose one"
+            )
         too_large = is_int(input_size) and input_size > self.image_size
         if self.cropped_input_note and too_large:
             clauses.append(
