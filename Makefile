@@ -5,6 +5,10 @@ UV := ./scripts/uv
 SYNC := $(UV) sync --frozen --inexact
 RUN := $(UV) run --frozen
 ARGS ?=
+# Tests run in parallel by pytest-xdist, one torch thread each (tests/conftest.py); TEST_WORKERS=0 runs
+# them one after another in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(RUN) pytest -n $(TEST_WORKERS) --dist worksteal
 
 .PHONY: setup setup-trackers train test test-fast lint format tensorboard bench summary screenshots clean
 
@@ -18,10 +22,10 @@ train: setup  ## train LeNet-5 on MNIST (DATA_DIR=... points at the data); extra
 	$(RUN) python -m src.train model=lenet5 data=mnist $(ARGS)
 
 test: setup-trackers  ## the whole test suite, real-data and tracker tests included (data tests skip without DATA_DIR data)
-	$(RUN) pytest $(ARGS)
+	$(PYTEST) $(ARGS)
 
 test-fast: setup-trackers  ## everything but the slow tests (real data, the fresh-machine set-up, ...)
-	$(RUN) pytest -m "not slow" $(ARGS)
+	$(PYTEST) -m "not slow" $(ARGS)
 
 lint: setup
 	$(RUN) ruff check src tests bench scripts

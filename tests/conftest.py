@@ -22,6 +22,13 @@ from omegaconf import DictConfig, open_dict
 from src.config.compose import CONFIG_DIR, PROJECT_ROOT
 from tests.tiny_data import make_tiny_mnist
 
+# `pytest -n 2` (pytest-xdist, the README's test command) runs two tests at once on a 2-core machine.
+# Each worker, and every process it starts, then keeps to one torch thread: two 2-thread trainings on
+# 2 cores make torch's threads wait for each other (an epoch measured 3.5 s alone, 121 s beside a busy
+# process). Set before torch is imported here; subprocesses inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 SHARED_DATA = Path(os.environ.get("DATA_DIR", PROJECT_ROOT.parent / "shared" / "data"))
 
 

@@ -86,6 +86,11 @@ def test_make_setup_works_the_first_time_without_uv(tmp_path):
     )
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.startswith("2.14.1")
+    # Installed with bytecode (pyproject's tool.uv compile-bytecode): a Python that may not write .pyc
+    # files (PYTHONDONTWRITEBYTECODE=1, as on these machines) does not compile torch on every start.
+    site = next((repo / ".venv" / "lib").glob("python3.*")) / "site-packages"
+    for package in ("torch", "lightning"):
+        assert list((site / package / "__pycache__").glob("__init__.cpython-*.pyc")), package
 
     again = subprocess.run(["make", "setup"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr  # uv is there now: found, not installed again
