@@ -44,7 +44,7 @@ screenshots: setup  ## README screenshots (docs/img) of a run's TensorBoard via 
 summary: setup  ## per-layer shapes, e.g. make summary ARGS="model=alexnet padding=same"
 	$(RUN) python -m src.summary $(ARGS)
 
-bench: setup  ## accuracy, speed, keras (TensorFlow via uv) and scaling suites (DATA_DIR needed); writes bench/results/
+bench: setup  ## accuracy, speed, steps, startup, keras (TensorFlow via uv) and scaling suites (DATA_DIR needed); writes bench/results/
 	$(RUN) python -m src.bench all $(ARGS)
 
 clean:

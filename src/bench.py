@@ -3,11 +3,12 @@
     python -m src.bench accuracy                     # LeNet-5/MNIST recipe: accuracy, time to 99.0 %
     python -m src.bench accuracy --experiment seed_lenet5_mnist
     python -m src.bench speed                        # src.train's path vs a bare PyTorch loop, per batch size
+    python -m src.bench steps                        # where a training step's time goes, src.train vs bare
     python -m src.bench startup                      # seconds to the first answer (errors, first batch)
     python -m src.bench startup --root ../before --label before   # the same for another checkout
     python -m src.bench keras                        # the seed's Keras LeNet-5 beside the same here
     python -m src.bench scaling                      # images/s against batch size and threads
-    python -m src.bench all                          # accuracy, speed, startup, keras, scaling (`make bench`)
+    python -m src.bench all                          # every suite but gpu (`make bench`)
     python -m src.bench gpu --results-dir DIR        # the GPU check (scripts/gpu_check.sh)
 
 Extra Hydra overrides go at the end: `python -m src.bench accuracy trainer.max_epochs=5`.
@@ -20,6 +21,9 @@ recipe); per row, in one process, interleaved (L, bare, L, bare, L, bare; best o
 one warm training epoch of (a) the full Lightning + Hydra path and (b) a minimal hand-written loop
 doing the recipe's work over the same model, datamodule, loss, optimizer, schedule, batch size and
 threads; evaluation images/s of both over the validation and the test batches; the data pipeline alone.
+steps: the same rows; during one src.train fit each training step is cut at its hooks into parts (data,
+before, forward, backward, optimizer) and followed by a bare step on the same batch, timed in the same
+parts; medians over a warm epoch (src/benchmark/steps.py).
 startup: fresh interpreters, best of `--repeats`: each config mistake of MISTAKES (exit status 2), a
 missing dataset, `python -c "import torch"` / `"import src, lightning"`, `python -m src.summary`, and
 `python -m src.train debug=fast` to its first training batch and to its end; `-X importtime`'s top
@@ -52,17 +56,20 @@ from src.benchmark.keras import keras_markdown, run_keras
 from src.benchmark.scaling import run_scaling, scaling_markdown, scaling_plot
 from src.benchmark.speed import SPEED_ROWS, run_speed, speed_markdown
 from src.benchmark.startup import run_startup, save_startup
+from src.benchmark.steps import run_steps, steps_markdown
 from src.config.compose import PROJECT_ROOT
 from src.utils.errors import UserError, user_errors
+
+ALL_SUITES = ("accuracy", "speed", "steps", "startup", "keras", "scaling")  # `all`, in this order
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", choices=("accuracy", "speed", "startup", "keras", "scaling", "all", "gpu"))
+    parser.add_argument("suite", choices=(*ALL_SUITES, "all", "gpu"))
     parser.add_argument(
         "--experiment",
         action="append",
-        help="accuracy/speed: experiment(s) to run (default: lenet5_mnist and seed_lenet5_mnist for "
+        help="accuracy/speed/steps: experiment(s) to run (default: lenet5_mnist and seed_lenet5_mnist for "
         "accuracy; for speed, lenet5_mnist at batch 64, 128, 256 and seed_lenet5_mnist)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="speed, startup: interleaved pairs / best of")
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         if failed:
             raise SystemExit(f"error: the GPU check failed in: {', '.join(failed)}")
         return
-    suites = ("accuracy", "speed", "startup", "keras", "scaling") if args.suite == "all" else (args.suite,)
+    suites = ALL_SUITES if args.suite == "all" else (args.suite,)
     with user_errors():
         if "accuracy" in suites:
             experiments = args.experiment or ["lenet5_mnist", "seed_lenet5_mnist"]
@@ -104,6 +111,10 @@ def main(argv: list[str] | None = None) -> None:
             rows = [(e, None) for e in args.experiment] if args.experiment else SPEED_ROWS
             result = run_speed(rows, args.overrides, args.repeats)
             save("speed", result, speed_markdown(result))
+        if "steps" in suites:
+            rows = [(e, None) for e in args.experiment] if args.experiment else SPEED_ROWS
+            result = run_steps(rows, args.overrides)
+            save("steps", result, steps_markdown(result))
         if "startup" in suites:
             if not re.fullmatch(r"[\w-]+", args.label):
                 raise UserError(f"--label={args.label} must be letters, digits, _ or -")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from src import bench
-from src.benchmark import common, keras, speed, startup
+from src.benchmark import common, keras, speed, startup, steps
 from src.config.compose import PROJECT_ROOT
 from src.utils.errors import UserError
 from tests.tiny_data import make_tiny_cifar, make_tiny_mnist
@@ -152,6 +152,52 @@ def test_speed_suite_reports_the_time_its_images_took(bench_dirs, monkeypatch):
     markdown = (bench_dirs / "results" / "speed.md").read_text()
     assert markdown.count("| `lenet5_mnist` | 32 | 500 | 1,000 | 0.500 | 0.500, 0.500 |") == 3
     assert "| `seed_lenet5_mnist` | 32 | 2,000 | 4,000 | 0.500 | 2,000 | 4,000 | 0.500 | 0.03 s |" in markdown
+
+
+def test_steps_suite_puts_each_cost_in_its_part(bench_dirs, monkeypatch):
+    """On the fake clock, with costs only src.train's steps have, each charged in a known part."""
+    import lightning as L
+
+    from src.models.lenet5 import LeNet5
+
+    clock = FakeClock(monkeypatch)
+    monkeypatch.setattr(LeNet5, "forward", clock.charging(LeNet5.forward))  # both sides' forward
+
+    class Charge(L.Callback):  # milliseconds: 2 before the step, 7 in backward, 3 after the optimizer
+        def on_train_batch_start(self, *args) -> None:
+            clock.charged += 2e-3
+
+        def on_after_backward(self, *args) -> None:
+            clock.charged += 7e-3
+
+        def on_train_batch_end(self, *args) -> None:
+            clock.charged += 3e-3
+
+    real_prepare = steps.prepare
+
+    def prepare_with_charge(cfg):
+        datamodule, module, trainer = real_prepare(cfg)
+        trainer.callbacks.append(Charge())  # before the suite's StepParts, like any other callback
+        return datamodule, module, trainer
+
+    monkeypatch.setattr(steps, "prepare", prepare_with_charge)
+    bench.main(["steps", "--experiment", "lenet5_mnist", *overrides(bench_dirs)])
+    row = json.loads((bench_dirs / "results" / "steps.json").read_text())["rows"][0]
+    assert row["batch_size"] == 32 and row["steps"] == (TRAIN - VAL) // 32 - 1  # epoch 2, after its first
+    light, bare = row["median_ms"]["lightning"], row["median_ms"]["bare"]
+    forward = 32 * TRAIN_COST * 1000
+    expected_extra = {"data": 2.0, "before": 0.0, "forward": 0.0, "backward": 7.0, "optimizer": 3.0}
+    for part, extra in expected_extra.items():
+        assert bare[part] == pytest.approx(forward if part == "forward" else 0.0, abs=0.01), part
+        assert light[part] == pytest.approx(bare[part] + extra, abs=0.01), part
+    assert row["median_step_ms"] == {
+        "lightning": pytest.approx(forward + 12.0, abs=0.01),
+        "bare": pytest.approx(forward, abs=0.01),
+    }
+    assert row["step_ratio"] == pytest.approx(forward / (forward + 12.0), abs=1e-3)
+    markdown = (bench_dirs / "results" / "steps.md").read_text()
+    cells = "2.000 / 0.000 | 0.000 / 0.000 | 32.000 / 32.000 | 7.000 / 0.000 | 3.000 / 0.000"
+    assert f"| `lenet5_mnist` | 32 | {cells} | 44.000 / 32.000 | 0.727 |" in markdown
 
 
 def test_the_bare_loop_does_the_recipes_work(bench_dirs):
