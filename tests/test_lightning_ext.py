@@ -55,3 +55,42 @@ def test_process_changes_are_made_once():
         launch_ranks_with(child_command)
     assert len(rank_zero.filters) == 1
     assert subprocess_script._hydra_subprocess_cmd is child_command
+
+
+@pytest.mark.parametrize("profiler", [None, "simple"])
+def test_fits_write_hook_names_and_profile_hooks_the_cheap_way(tiny_mnist, tmp_path, monkeypatch, profiler):
+    """lean_steps.py: Lightning still names the hook it calls in `_current_fx_name`, and every such write
+    of a fit takes CheapHookName's shortcut, none nn.Module.__setattr__; with no profiler chosen the trainer
+    has the QuietProfiler, with one chosen that one."""
+    import torch
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    from src.lightning_ext import lean_steps
+    from src.training.build import build
+    from tests.conftest import compose_train_config, fast_overrides
+
+    writes = {"shortcut": 0, "nn.Module": 0}
+
+    def counting(setattr_, kind):
+        def counted(self, name, value):
+            writes[kind] += name == lean_steps.HOOK_NAME_ATTRIBUTE
+            setattr_(self, name, value)
+
+        return counted
+
+    monkeypatch.setattr(lean_steps.CheapHookName, "__setattr__",
+                        counting(lean_steps.CheapHookName.__setattr__, "shortcut"))  # fmt: skip
+    monkeypatch.setattr(torch.nn.Module, "__setattr__", counting(torch.nn.Module.__setattr__, "nn.Module"))
+    overrides = [*fast_overrides(tiny_mnist, tmp_path), "trainer.max_epochs=1", "logger=none"]
+    cfg = compose_train_config([*overrides, *([f"profiler={profiler}"] if profiler else [])], tmp_path)
+    datamodule, module, trainer = build(cfg)
+    trainer.fit(module, datamodule=datamodule)
+    steps = trainer.global_step
+    assert steps > 0 and writes["shortcut"] >= 10 * steps, writes  # set and restored around each hook
+    assert writes["nn.Module"] == 0, writes
+    if profiler is None:
+        assert isinstance(trainer.profiler, lean_steps.QuietProfiler)
+        assert trainer.profiler.profile("training_step") is trainer.profiler.profile("backward")
+    else:
+        assert isinstance(trainer.profiler, SimpleProfiler)
+        assert "run_training_batch" in trainer.profiler.recorded_durations

@@ -7,6 +7,7 @@ of their classes it adjusts:
     process.py       once per process: quieter logs, a cheap CUDA check, the command of DDP ranks
     precision.py     the `trainer.precision` values Lightning accepts, for the config check
     lean_imports.py  torchmetrics without the optional packages it would import for nothing
+    lean_steps.py    Lightning's per-hook bookkeeping (no-op profiler, hook name) made cheaper
 
 Every private name of those libraries that the project uses is used in this package, and only here;
 PRIVATE_NAMES lists each one: where, what it works around, since when. tests/test_lightning_ext.py looks
@@ -48,6 +49,12 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
             "_save_last_checkpoint",
             "_monitor_candidates",
         )
+    ),
+    PrivateName(
+        "lightning.pytorch.trainer.call:_call_lightning_module_hook",
+        "lean_steps.py",
+        "it and its siblings set LightningModule._current_fx_name around every hook; CheapHookName "
+        "stores that without nn.Module.__setattr__'s checks (Lightning 2.x)",
     ),
     PrivateName(
         "lightning.pytorch.core.module:_jit_is_scripting",

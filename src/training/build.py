@@ -30,6 +30,7 @@ def build(
     """Instantiate datamodule (unless given), network + LightningModule and Trainer from the config."""
     from lightning.pytorch.callbacks import LearningRateMonitor
 
+    from src.lightning_ext.lean_steps import QuietProfiler
     from src.training.insight import group_insight
 
     datamodule = instantiate(cfg.data) if datamodule is None else datamodule
@@ -41,5 +42,7 @@ def build(
     if not loggers:  # the learning-rate monitor has nowhere to write without a logger (logger=none)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks = group_insight(callbacks)  # one callback for Lightning to call on every step
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # No profiler chosen: Lightning's no-op one, minus its per-hook cost (src/lightning_ext/lean_steps.py).
+    quiet = {} if cfg.trainer.get("profiler") else {"profiler": QuietProfiler()}
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **quiet)
     return datamodule, module, trainer

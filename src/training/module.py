@@ -19,10 +19,11 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from src.lightning_ext.lean_steps import CheapHookName
 from src.training.reliability import TrainingDiverged, rng_state, set_rng_state
 
 
-class ImageClassifier(L.LightningModule):
+class ImageClassifier(CheapHookName, L.LightningModule):
     def __init__(
         self,
         model: nn.Module,
