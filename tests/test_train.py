@@ -172,3 +172,30 @@ def test_one_epoch_on_real_mnist_reaches_97_percent(tmp_path):
     )
     result = train(cfg)
     assert result["metrics"]["test/acc"] >= 0.97, result["metrics"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "checkpoints", "bar"),
+    [
+        (["callbacks=none"], None, None),
+        (["callbacks.progress_bar=null"], "ModelCheckpoint", None),
+        (["callbacks=none", "+trainer.enable_progress_bar=true"], None, "RichProgressBar"),
+        ([], "ModelCheckpoint", "RichProgressBar"),
+    ],
+)
+def test_the_callbacks_group_is_the_whole_list(tiny_mnist, tmp_path, overrides, checkpoints, bar):
+    """Lightning adds a checkpoint callback and a progress bar of its own when the callbacks hold none:
+    callbacks=none trains with neither (no checkpoint files; the test uses the final weights) unless
+    a trainer flag asks for Lightning's."""
+    from src.training.build import build
+
+    base = [o for o in fast_overrides(tiny_mnist, tmp_path) if "progress_bar" not in o]
+    cfg = compose_train_config([*base, "logger=none", "trainer.max_epochs=1", *overrides], tmp_path)
+    _, _, trainer = build(cfg)
+    named = {"checkpoints": trainer.checkpoint_callback, "bar": trainer.progress_bar_callback}
+    named = {key: None if c is None else type(c).__name__ for key, c in named.items()}
+    assert named == {"checkpoints": checkpoints, "bar": bar}
+    if overrides == ["callbacks=none"]:
+        result = train(cfg)
+        assert result["epochs"] == 1 and result.get("tested_checkpoint") is None
+        assert not list(tmp_path.rglob("*.ckpt"))

@@ -30,7 +30,6 @@ def build(
     """Instantiate datamodule (unless given), network + LightningModule and Trainer from the config."""
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from src.lightning_ext.lean_steps import QuietProfiler
     from src.training.insight import group_insight
 
     datamodule = instantiate(cfg.data) if datamodule is None else datamodule
@@ -42,7 +41,26 @@ def build(
     if not loggers:  # the learning-rate monitor has nowhere to write without a logger (logger=none)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks = group_insight(callbacks)  # one callback for Lightning to call on every step
-    # No profiler chosen: Lightning's no-op one, minus its per-hook cost (src/lightning_ext/lean_steps.py).
-    quiet = {} if cfg.trainer.get("profiler") else {"profiler": QuietProfiler()}
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **quiet)
+    extra = lightning_defaults(cfg, callbacks)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     return datamodule, module, trainer
+
+
+def lightning_defaults(cfg: DictConfig, callbacks: list[L.Callback]) -> dict[str, Any]:
+    """What the Trainer would add by itself, decided by the config instead.
+
+    Lightning adds a ModelCheckpoint and a progress bar of its own when the callbacks hold none; here the
+    `callbacks` group is the whole list: `callbacks=none` means no checkpoints (the test then uses the
+    final weights) and `callbacks.progress_bar=null` no bar, unless trainer.enable_checkpointing /
+    trainer.enable_progress_bar say otherwise. With no profiler chosen, Lightning's no-op one is replaced
+    by one without its per-hook cost (src/lightning_ext/lean_steps.py)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+
+    from src.lightning_ext.lean_steps import QuietProfiler
+
+    present = {
+        "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        "enable_progress_bar": any(isinstance(c, ProgressBar) for c in callbacks),
+    }
+    chosen = {flag: on for flag, on in present.items() if cfg.trainer.get(flag) is None}
+    return chosen | ({} if cfg.trainer.get("profiler") else {"profiler": QuietProfiler()})
