@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -256,3 +257,18 @@ def test_the_insight_callbacks_are_one_callback_for_lightning():
     assert [m.__self__ for m in grouped[0]._hooks["on_train_epoch_end"]] == callbacks[:3]
     assert grouped[0]._hooks["on_before_backward"] == []  # nobody implements it: nothing is called
     assert group_insight([monitor]) == [monitor]
+
+
+def test_map_statistics_count_exact_zeros_and_the_mean_over_batches():
+    """FeatureMapStatistics' hook: zeros (also -0.0; negatives and tiny values are not zero) and the mean,
+    added up over several batches exactly as a count over the whole set."""
+    from src.training.insight import FeatureMapStatistics
+
+    stats = FeatureMapStatistics()
+    count = stats._hook("act1")
+    batches = [torch.tensor([[0.0, -0.0, 1e-30, -2.0]]), torch.tensor([[3.0, 0.0], [0.0, 0.5]])]
+    for batch in batches:
+        count(None, (batch,), batch)
+    zeros, total, seen = stats.sums["act1"]
+    assert seen == 8 and float(zeros) == 4.0
+    assert float(total) == pytest.approx((1e-30 - 2.0 + 3.0 + 0.5), abs=1e-6)

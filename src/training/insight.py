@@ -374,9 +374,12 @@ class FeatureMapStatistics(InsightCallback):
         def count(module: nn.Module, inputs: Any, output: Tensor) -> None:
             values = output.detach()
             totals = self.sums.setdefault(name, [0, 0, 0])  # zeros, sum (tensors on the device), count
-            # two passes over the map, no mask, no float64 copy (a batch's float32 sum is exact enough
-            # for a mean; the batches add up in float64)
-            totals[0] = totals[0] + (values.numel() - torch.count_nonzero(values))
+            # Two passes over the map, no float64 copy: a batch's float32 sums are exact enough (counts
+            # exact below 2**24 values a batch; the batches add up in float64). The nonzero values are
+            # counted as the sum of |sign(x)|: torch.count_nonzero took 4.4 ms, this 0.9 ms, for LeNet-5's
+            # act1 at batch 256 on 2 CPU cores, where it made the test ~30 % slower.
+            nonzero = values.sign().abs_().sum(dtype=torch.float32).double()
+            totals[0] = totals[0] + (values.numel() - nonzero)
             totals[1] = totals[1] + values.sum(dtype=torch.float32).double()
             totals[2] += values.numel()
 
