@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
@@ -50,6 +50,30 @@ def bare_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps
     return factory(optimizer=optimizer, **extra)
 
 
+def bare_step(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any | None = None,
+    device: torch.device = CPU,
+    precision: Any = "32-true",
+    mark: Callable[[], None] = lambda: None,
+) -> None:
+    """One training step of the bare loop: forward and loss, backward, the optimizer's and (one-cycle)
+    the schedule's step; `mark` is called after the first two (src.benchmark.steps times the parts)."""
+    with autocast(device, precision):
+        loss = criterion(model(inputs), labels)
+    mark()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    mark()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+
+
 def bare_training_epoch(
     model: nn.Module,
     datamodule: L.LightningDataModule,
@@ -75,13 +99,7 @@ def bare_training_epoch(
             window.begin(step, device)
         images, labels = on_device(batch, device)
         inputs = datamodule.to_model_input(images, train=True).contiguous(memory_format=memory_format)
-        with autocast(device, precision):
-            loss = criterion(model(inputs), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        bare_step(model, inputs, labels, criterion, optimizer, scheduler, device, precision)
         images_seen += len(labels)
         if window is not None:
             window.end(step, device)

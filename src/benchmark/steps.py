@@ -29,8 +29,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from src.benchmark.common import bench_config, prepare
-from src.benchmark.speed import bare_schedule
+from src.benchmark.common import bench_config, device_of, prepare
+from src.benchmark.speed import bare_schedule, bare_step
 
 PARTS = ("data", "before", "forward", "backward", "optimizer")
 
@@ -57,6 +57,7 @@ class StepParts(L.Callback):
         self.optimizer = instantiate(self.cfg.optimizer)(params=self.model.parameters())
         self.scheduler = bare_schedule(self.cfg, self.optimizer, trainer.estimated_stepping_batches)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.module.get("label_smoothing", 0.0))
+        self.device, self.precision = device_of(self.cfg), self.cfg.trainer.get("precision", "32-true")
         self.batches = self._endless(trainer.datamodule)
         training_step = module.training_step
 
@@ -102,15 +103,13 @@ class StepParts(L.Callback):
         images, labels = batch
         if self.cfg.module.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        marks.append(time.perf_counter())  # "before": nothing to do
-        loss = self.criterion(self.model(images), labels)
-        marks.append(time.perf_counter())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        marks.append(time.perf_counter())
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
+        marks.append(time.perf_counter())  # "before": the memory format only
+
+        def mark() -> None:
+            marks.append(time.perf_counter())
+
+        bare_step(self.model, images, labels, self.criterion, self.optimizer, self.scheduler,
+                  self.device, self.precision, mark)  # fmt: skip
         marks.append(time.perf_counter())
         return durations(PARTS, marks)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -239,7 +239,7 @@ class InMemoryDataModule(L.LightningDataModule):
         # The split evaluated outside a Trainer (src.eval sets it), so the test view (e.g. Flowers-17's
         # ten crops) applies there as in trainer.test; inside a Trainer its state decides.
         self.evaluating_split: str | None = None
-        self._prepared = False
+        self._prepared, self._found = False, None
         self._ready: dict[tuple[int, str], tuple[TensorSplit, TensorSplit]] = {}
 
     @property
@@ -257,11 +257,18 @@ class InMemoryDataModule(L.LightningDataModule):
         process: src.train calls this before it builds the Trainer, so that a missing dataset is
         reported first, and the Trainer calls it again."""
         if not self._prepared:
-            self.find_data()
+            self._found = self.find_data()
             self._prepared = True
 
-    def find_data(self) -> None:
-        """What prepare_data does (subclasses): raise DataError when the dataset is missing or damaged."""
+    def find_data(self) -> Any:
+        """What prepare_data does (subclasses): find the dataset and return it decoded (setup takes it
+        from `found`); raise DataError when it is missing or damaged."""
+
+    def found(self) -> Any:
+        """The dataset as `find_data` returns it: kept from prepare_data in this process (once), else
+        found now (DDP calls prepare_data on one process per node only)."""
+        found, self._found = self._found, None
+        return found if found is not None else self.find_data()
 
     def holdout_splits(
         self, images: Tensor, labels: Tensor, test: TensorSplit, val_size: int

@@ -13,8 +13,9 @@ worth keeping if a later run can tell that it is whole and current, so each one 
 `load_or_build` returns the tensors when all three match; otherwise it says in one line why the entry is
 rebuilt, rebuilds it from the source, and the run goes on. Writes are atomic (src/utils/files.py); a
 cache that has no room left for the entry is said in one line too, and the run goes on without it.
-Every dataset keeps what it decodes here (MNIST's gunzipped files, CIFAR-10's pickles, Flowers-17's
-JPEGs); `remove_stale` clears what older layouts of the cache left, which nothing reads any more.
+Every dataset keeps what it decodes here (MNIST from its .gz files, CIFAR-10 from its pickles,
+Flowers-17 from its JPEGs); `remove_stale` clears what older layouts of the cache left, which nothing
+reads any more.
 """
 
 from __future__ import annotations

@@ -167,13 +167,13 @@ class CIFAR10DataModule(InMemoryDataModule):
         self.card.check({"val_size": val_size, "augmentation": augmentation})
         self.val_size, self.augmentation = val_size, augmentation
 
-    def find_data(self) -> None:
-        load_cifar10(self.data_dir, self.cache_dir, self.download)
+    def find_data(self) -> dict[str, Tensor]:
+        return load_cifar10(self.data_dir, self.cache_dir, self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        data = load_cifar10(self.data_dir, self.cache_dir, self.download)
+        data = self.found()
         test = TensorSplit(data["test_images"], data["test_labels"])
         self.splits = self.holdout_splits(data["train_images"], data["train_labels"], test, self.val_size)
 

@@ -288,11 +288,8 @@ class Flowers17DataModule(InMemoryDataModule):
         self.crop_size = max(self.input_size, MIN_CROP)
         self.eigenvalues, self.eigenvectors = torch.ones(3), torch.eye(3)  # set from the data in setup()
 
-    def _dataset(self) -> Flowers17:
-        return Flowers17(self.data_dir, cache_dir=self.cache_dir, download=self.download)
-
-    def find_data(self) -> None:
-        self._dataset()  # decodes into the cache once, on one process
+    def find_data(self) -> Flowers17:
+        return Flowers17(self.data_dir, cache_dir=self.cache_dir, download=self.download)  # decodes once
 
     def _split(self, dataset: Flowers17) -> dict[str, Tensor]:
         mat_file = find_splits_file(dataset.archive, self.data_dir)
@@ -308,7 +305,7 @@ class Flowers17DataModule(InMemoryDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        dataset = self._dataset()
+        dataset = self.found()
         indices = self._split(dataset)
         if self.train_on_val:  # the final fit of a chosen recipe: 60 images a class; val/acc then
             indices["train"] = torch.cat([indices["train"], indices["val"]])  # measures training fit only

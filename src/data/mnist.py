@@ -170,13 +170,13 @@ class MNISTDataModule(InMemoryDataModule):
             raise DataError(_missing_message(target))
         return sources
 
-    def find_data(self) -> None:
-        load_mnist(self._sources(), self.cache_dir)  # decodes into the cache once, on one process
+    def find_data(self) -> dict[str, Tensor]:
+        return load_mnist(self._sources(), self.cache_dir)  # decodes into the cache once, on one process
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        data = load_mnist(self._sources(), self.cache_dir)
+        data = self.found()
         test_split = TensorSplit(data["test_images"].unsqueeze(1), data["test_labels"])
         train_images = data["train_images"].unsqueeze(1)
         self.splits = self.holdout_splits(train_images, data["train_labels"], test_split, self.val_size)

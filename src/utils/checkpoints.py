@@ -28,7 +28,7 @@ import zipfile
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,23 +125,40 @@ def read_checkpoint(path: str | Path, resume: bool = False) -> Checkpoint:
     can continue from, with its optimizer state); else CheckpointError, one line naming the file and why."""
     path = Path(path)
     try:
-        if not path.is_file():
-            raise CheckpointError("does not exist" if not path.exists() else "is not a file")
-        state = _unpickle(path)
-        if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
-            raise CheckpointError("is not a Lightning checkpoint (it holds no state_dict)")
-        epoch, step = state.get("epoch"), state.get("global_step")
-        if not isinstance(epoch, int) or not isinstance(step, int):
-            raise CheckpointError("is not a Lightning checkpoint (it records no epoch and global_step)")
-        if resume and "optimizer_states" not in state:
+        checkpoint, continuable = _inspect(path)
+        if resume and not continuable:
             raise CheckpointError(
                 "holds only weights, no optimizer state: it can be tested or evaluated (src.eval), "
                 "not continued"
             )
     except CheckpointError as error:
         raise CheckpointError(f"checkpoint {path} {error}") from None
-    shapes = {name: value for name, value in state["state_dict"].items() if isinstance(value, tuple)}
-    return Checkpoint(path, epoch, step, shapes)
+    return replace(checkpoint, path=path)
+
+
+# What `_inspect` found in each whole file, by (path, size, modification time): one run checks the same
+# checkpoint for `resume=`, in the config check and before Lightning loads it, and each check reads
+# every byte of it (hundreds of MB for AlexNet with its optimizer state). A rewritten file is read again.
+_INSPECTED: dict[tuple[str, int, int], tuple[Checkpoint, bool]] = {}
+
+
+def _inspect(path: Path) -> tuple[Checkpoint, bool]:
+    """The checkpoint at `path` if it is whole and a Lightning checkpoint, and whether it holds optimizer
+    state; else CheckpointError (the reason only)."""
+    if not path.is_file():
+        raise CheckpointError("does not exist" if not path.exists() else "is not a file")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _INSPECTED:
+        state = _unpickle(path)
+        if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
+            raise CheckpointError("is not a Lightning checkpoint (it holds no state_dict)")
+        epoch, step = state.get("epoch"), state.get("global_step")
+        if not isinstance(epoch, int) or not isinstance(step, int):
+            raise CheckpointError("is not a Lightning checkpoint (it records no epoch and global_step)")
+        shapes = {name: value for name, value in state["state_dict"].items() if isinstance(value, tuple)}
+        _INSPECTED[key] = (Checkpoint(path, epoch, step, shapes), "optimizer_states" in state)
+    return _INSPECTED[key]
 
 
 # ------------------------------------------------------------------------------ the model's
