@@ -12,9 +12,10 @@ callback's, implemented or not). Around each one Lightning
   parameter, a module or a buffer (~3.5 µs). A hook's name is none of these: `CheapHookName` stores it
   directly, as `nn.Module.__setattr__` would in the end.
 
-Together about 0.25 ms of a LeNet-5 step at batch 64 (~7 ms) on the 2-core machine; `python -m src.bench
-steps` measures what Lightning's loop still adds. tests/test_lightning_ext.py checks that Lightning still
-names the attribute so and that runs take both paths.
+Together 0.25-0.55 ms of a LeNet-5 step at batch 64 (~7 ms) on the 2-core machine
+(scripts/lean_steps_ab.py); `python -m src.bench steps` measures what Lightning's loop still adds.
+tests/test_lightning_ext.py checks that Lightning still names the attribute so and that runs take both
+paths.
 """
 
 from __future__ import annotations
