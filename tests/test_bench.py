@@ -163,8 +163,8 @@ def test_steps_suite_puts_each_cost_in_its_part(bench_dirs, monkeypatch):
     clock = FakeClock(monkeypatch)
     monkeypatch.setattr(LeNet5, "forward", clock.charging(LeNet5.forward))  # both sides' forward
 
-    class Charge(L.Callback):  # milliseconds: 2 before the step, 7 in backward, 3 after the optimizer
-        def on_train_batch_start(self, *args) -> None:
+    class Charge(L.Callback):  # milliseconds: 2 before the step, 7 in backward, 3 after the optimizer;
+        def on_train_batch_start(self, *args) -> None:  # 1 a validation batch, 5 a test batch
             clock.charged += 2e-3
 
         def on_after_backward(self, *args) -> None:
@@ -172,6 +172,12 @@ def test_steps_suite_puts_each_cost_in_its_part(bench_dirs, monkeypatch):
 
         def on_train_batch_end(self, *args) -> None:
             clock.charged += 3e-3
+
+        def on_validation_batch_start(self, *args) -> None:
+            clock.charged += 1e-3
+
+        def on_test_batch_end(self, *args) -> None:
+            clock.charged += 5e-3
 
     real_prepare = steps.prepare
 
@@ -181,7 +187,16 @@ def test_steps_suite_puts_each_cost_in_its_part(bench_dirs, monkeypatch):
         return datamodule, module, trainer
 
     monkeypatch.setattr(steps, "prepare", prepare_with_charge)
-    bench.main(["steps", "--experiment", "lenet5_mnist", *overrides(bench_dirs)])
+    eval_batch = 16  # 4 batches a split, 3 of them timed each run (not a run's first)
+    bench.main(
+        [
+            "steps",
+            "--experiment",
+            "lenet5_mnist",
+            *overrides(bench_dirs),
+            f"data.eval_batch_size={eval_batch}",
+        ]
+    )
     row = json.loads((bench_dirs / "results" / "steps.json").read_text())["rows"][0]
     assert row["batch_size"] == 32 and row["steps"] == (TRAIN - VAL) // 32 - 1  # epoch 2, after its first
     light, bare = row["median_ms"]["lightning"], row["median_ms"]["bare"]
@@ -195,9 +210,28 @@ def test_steps_suite_puts_each_cost_in_its_part(bench_dirs, monkeypatch):
         "bare": pytest.approx(forward, abs=0.01),
     }
     assert row["step_ratio"] == pytest.approx(forward / (forward + 12.0), abs=1e-3)
+    # the plain LightningModule has none of the charges: as fast as its bare twin
+    assert row["plain"]["steps"] == row["steps"]
+    assert row["plain"]["median_step_ms"] == {
+        "lightning": pytest.approx(forward, abs=0.01),
+        "bare": pytest.approx(forward, abs=0.01),
+    }
+    assert row["plain"]["step_ratio"] == 1.0 and row["over_plain"] == row["step_ratio"]
+    # evaluation: validation in both epochs of the fit and 3 trainer.validate calls, 3 trainer.test calls
+    evaluation = 1000 * eval_batch * EVAL_COST
+    for stage, runs, extra in (("val", 2 + 3, 1.0), ("test", 3, 5.0)):
+        timed = row["eval"][stage]
+        assert timed["batches"] == runs * (VAL // eval_batch - 1), stage
+        assert timed["median_batch_ms"] == {
+            "lightning": pytest.approx(evaluation + extra, abs=0.01),
+            "bare": pytest.approx(evaluation, abs=0.01),
+        }, stage
+        assert timed["ratio"] == pytest.approx(evaluation / (evaluation + extra), abs=1e-3), stage
     markdown = (bench_dirs / "results" / "steps.md").read_text()
     cells = "2.000 / 0.000 | 0.000 / 0.000 | 32.000 / 32.000 | 7.000 / 0.000 | 3.000 / 0.000"
     assert f"| `lenet5_mnist` | 32 | {cells} | 44.000 / 32.000 | 0.727 |" in markdown
+    assert "| `lenet5_mnist` | 32 | 32.000 / 32.000 | 1.000 | 0.727 | 0.727 |" in markdown
+    assert "| `lenet5_mnist` | 32 | 5.000 / 4.000 | 0.800 | 9.000 / 4.000 | 0.444 |" in markdown
 
 
 def test_the_bare_loop_does_the_recipes_work(bench_dirs):

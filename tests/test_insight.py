@@ -259,16 +259,18 @@ def test_the_insight_callbacks_are_one_callback_for_lightning():
     assert group_insight([monitor]) == [monitor]
 
 
-def test_map_statistics_count_exact_zeros_and_the_mean_over_batches():
+@pytest.mark.parametrize("chunk_values", [2**18, 2])  # whole batches; an image at a time
+def test_map_statistics_count_exact_zeros_and_the_mean_over_batches(chunk_values):
     """FeatureMapStatistics' hook: zeros (also -0.0; negatives and tiny values are not zero) and the mean,
-    added up over several batches exactly as a count over the whole set."""
+    added up over several batches (and over the chunks of a batch) exactly as a count over the whole set."""
     from src.training.insight import FeatureMapStatistics
 
     stats = FeatureMapStatistics()
+    stats.CHUNK_VALUES = chunk_values
     count = stats._hook("act1")
-    batches = [torch.tensor([[0.0, -0.0, 1e-30, -2.0]]), torch.tensor([[3.0, 0.0], [0.0, 0.5]])]
+    batches = [torch.tensor([[0.0, -0.0, 1e-30, -2.0]]), torch.tensor([[3.0, 0.0], [0.0, 0.5], [0.0, 1.0]])]
     for batch in batches:
         count(None, (batch,), batch)
     zeros, total, seen = stats.sums["act1"]
-    assert seen == 8 and float(zeros) == 4.0
-    assert float(total) == pytest.approx((1e-30 - 2.0 + 3.0 + 0.5), abs=1e-6)
+    assert seen == 10 and float(zeros) == 5.0
+    assert float(total) == pytest.approx((1e-30 - 2.0 + 3.0 + 0.5 + 1.0), abs=1e-6)

@@ -208,6 +208,18 @@ def on_device(batch: tuple[torch.Tensor, torch.Tensor], device: torch.device) ->
     return tuple(t.to(device, non_blocking=device.type == "cuda") for t in batch)
 
 
+def correct_in_batch(model: nn.Module, datamodule: L.LightningDataModule, batch: Any,
+                     memory_format: torch.memory_format = torch.contiguous_format,
+                     device: torch.device = CPU, precision: Any = "32-true") -> torch.Tensor:  # fmt: skip
+    """One batch of the bare evaluation loop (`model` in eval mode, gradients off): the number of images
+    it classifies correctly, on the device."""
+    images, labels = on_device(batch, device)
+    inputs = datamodule.to_model_input(images, train=False).contiguous(memory_format=memory_format)
+    with autocast(device, precision):
+        logits = model(inputs)
+    return (logits.argmax(1) == labels).sum()
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, datamodule: L.LightningDataModule, split: str = "test",
              memory_format: torch.memory_format = torch.contiguous_format,
@@ -218,12 +230,8 @@ def evaluate(model: nn.Module, datamodule: L.LightningDataModule, split: str = "
     correct = torch.zeros((), dtype=torch.long, device=device)
     total = 0
     for batch in datamodule.loader(split):
-        images, labels = on_device(batch, device)
-        inputs = datamodule.to_model_input(images, train=False).contiguous(memory_format=memory_format)
-        with autocast(device, precision):
-            logits = model(inputs)
-        correct += (logits.argmax(1) == labels).sum()
-        total += len(labels)
+        correct += correct_in_batch(model, datamodule, batch, memory_format, device, precision)
+        total += len(batch[1])
     model.train(was_training)
     return int(correct) / total, total
 

@@ -13,6 +13,16 @@ epoch say which part of the step Lightning makes slower and by how much:
 - backward: to `on_after_backward` (zeroing the gradients, the backward pass, the hooks around it);
 - optimizer: to the end of `on_train_batch_end` (the optimizer's step, gradient clipping, the hooks
   of every callback after the step); the bare step also steps a per-step schedule here.
+
+Two more comparisons, each also interleaved with bare twins:
+
+- a plain LightningModule (`PlainClassifier`: the network, the loss, the optimizer and schedule, and
+  nothing else; a Trainer with no callbacks, logger or checkpoints) trains the same recipe: its ratio to
+  the bare loop is what Lightning's own loop costs, and src.train's ratio divided by it what this
+  project adds on top of Lightning;
+- after the fit, src.train validates and tests a few times; each evaluation batch (from the end of the
+  one before: fetching, moving, the hooks, the step, the callbacks) is followed by a bare evaluation
+  batch of the same split (src.benchmark.common.correct_in_batch).
 """
 
 from __future__ import annotations
@@ -20,7 +30,8 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -29,10 +40,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from src.benchmark.common import bench_config, device_of, prepare
+from src.benchmark.common import bench_config, correct_in_batch, device_of, prepare
 from src.benchmark.speed import bare_schedule, bare_step
 
 PARTS = ("data", "before", "forward", "backward", "optimizer")
+STAGES = ("val", "test")  # evaluation: validation and test batches
+EVAL_REPEATS = 3  # trainer.validate and trainer.test calls after the fit
 
 
 def durations(parts: Sequence[str], marks: Sequence[float]) -> dict[str, float]:
@@ -49,8 +62,12 @@ class StepParts(L.Callback):
         self.cfg, self.epoch = cfg, epoch
         self.lightning: list[dict[str, float]] = []
         self.bare: list[dict[str, float]] = []
+        self.eval_seconds: dict[str, dict[str, list[float]]] = {
+            side: {stage: [] for stage in STAGES} for side in ("lightning", "bare")
+        }
         self._marks: dict[str, float] = {}
         self._step_end: float | None = None
+        self._eval_end: float | None = None
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.model = copy.deepcopy(module.model)
@@ -58,7 +75,9 @@ class StepParts(L.Callback):
         self.scheduler = bare_schedule(self.cfg, self.optimizer, trainer.estimated_stepping_batches)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=self.cfg.module.get("label_smoothing", 0.0))
         self.device, self.precision = device_of(self.cfg), self.cfg.trainer.get("precision", "32-true")
-        self.batches = self._endless(trainer.datamodule)
+        self.datamodule = trainer.datamodule
+        self.batches = self._endless(self.datamodule.train_dataloader)
+        self.eval_batches = {stage: self._endless(partial(self.datamodule.loader, stage)) for stage in STAGES}
         training_step = module.training_step
 
         def timed_training_step(*args: Any, **kwargs: Any) -> Any:
@@ -70,9 +89,9 @@ class StepParts(L.Callback):
         module.training_step = timed_training_step  # an instance attribute: this module only
 
     @staticmethod
-    def _endless(datamodule: L.LightningDataModule) -> Iterator[Any]:
+    def _endless(loader: Callable[[], Iterable[Any]]) -> Iterator[Any]:
         while True:
-            yield from datamodule.train_dataloader()
+            yield from loader()
 
     def _measuring(self, trainer: L.Trainer) -> bool:
         return trainer.current_epoch == self.epoch
@@ -113,13 +132,118 @@ class StepParts(L.Callback):
         marks.append(time.perf_counter())
         return durations(PARTS, marks)
 
+    # ---- evaluation: each batch from the end of the one before (a run's first batch, which also holds
+    # the loop's set-up, is left out), then a bare batch of the same split
+    def on_validation_batch_start(self, trainer, module, batch, batch_idx: int, *args: Any) -> None:
+        if batch_idx == 0:
+            self._eval_end = None
+
+    on_test_batch_start = on_validation_batch_start
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._eval_batch_end(trainer, "val")
+
+    def on_test_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._eval_batch_end(trainer, "test")
+
+    def _eval_batch_end(self, trainer: L.Trainer, stage: str) -> None:
+        now = time.perf_counter()
+        if trainer.sanity_checking or not hasattr(self, "model"):
+            return
+        if self._eval_end is not None:
+            self.eval_seconds["lightning"][stage].append(now - self._eval_end)
+            self.eval_seconds["bare"][stage].append(self._bare_eval_batch(stage))
+        self._eval_end = time.perf_counter()
+
+    def _bare_eval_batch(self, stage: str) -> float:
+        """Seconds of one batch of the bare evaluation loop (src.benchmark.common.evaluate's)."""
+        memory_format = torch.channels_last if self.cfg.module.channels_last else torch.contiguous_format
+        self.model.eval()
+        start = time.perf_counter()
+        with torch.no_grad():
+            correct_in_batch(self.model, self.datamodule, next(self.eval_batches[stage]), memory_format,
+                             self.device, self.precision)  # fmt: skip
+        seconds = time.perf_counter() - start
+        self.model.train()
+        return seconds
+
 
 def median_ms(steps: Sequence[dict[str, float]], part: str) -> float:
     return 1000 * statistics.median(step[part] for step in steps if part in step)
 
 
+class PlainClassifier(L.LightningModule):
+    """The least LightningModule a recipe needs: forward, loss, the optimizer and the per-step schedule
+    (made as the bare loop makes them). No logging, no metrics, no hooks of its own."""
+
+    def __init__(self, cfg: DictConfig, network: nn.Module) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.memory_format = torch.channels_last if cfg.module.channels_last else torch.contiguous_format
+        self.model = network.to(memory_format=self.memory_format)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.module.get("label_smoothing", 0.0))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        return self.criterion(self.model(images.contiguous(memory_format=self.memory_format)), labels)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.cfg.optimizer)(params=self.parameters())
+        scheduler = bare_schedule(self.cfg, optimizer, self.trainer.estimated_stepping_batches)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def plain_fit(cfg: DictConfig, datamodule: L.LightningDataModule) -> StepParts:
+    """Train the recipe for 2 epochs as a PlainClassifier under a Trainer with Lightning's defaults, less
+    what src.train's `callbacks=none logger=none` also leaves out (checkpoints, progress bar, logger) and
+    validation; its steps and their bare twins timed as src.train's are."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    parts = StepParts(cfg)
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.get("precision", "32-true"),
+        max_epochs=2, limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[parts],
+        default_root_dir=cfg.paths.output_dir,
+    )  # fmt: skip
+    trainer.fit(PlainClassifier(cfg, instantiate(cfg.model)), datamodule=datamodule)
+    return parts
+
+
+def step_medians(parts: StepParts) -> dict[str, Any]:
+    """Median milliseconds per part and per whole step, both sides, and bare ÷ Lightning (step time)."""
+    sides = {"lightning": [step for step in parts.lightning if "data" in step], "bare": parts.bare}
+    totals = {side: round(1000 * statistics.median(sum(s.values()) for s in steps), 3)
+              for side, steps in sides.items()}  # fmt: skip
+    return {
+        "steps": len(sides["lightning"]),
+        "median_ms": {
+            side: {part: round(median_ms(s, part), 3) for part in PARTS} for side, s in sides.items()
+        },
+        "median_step_ms": totals,
+        "step_ratio": round(totals["bare"] / totals["lightning"], 3),
+    }
+
+
+def eval_medians(parts: StepParts) -> dict[str, Any]:
+    """Per split: median milliseconds of an evaluation batch, both sides, and bare ÷ src.train."""
+    result = {}
+    for stage in STAGES:
+        light, bare = (parts.eval_seconds[side][stage] for side in ("lightning", "bare"))
+        if light:
+            ms = {"lightning": 1000 * statistics.median(light), "bare": 1000 * statistics.median(bare)}
+            result[stage] = {
+                "batches": len(light),
+                "median_batch_ms": {side: round(v, 3) for side, v in ms.items()},
+                "ratio": round(ms["bare"] / ms["lightning"], 3),
+            }
+    return result
+
+
 def steps_row(experiment: str, batch_size: int | None, overrides: list[str]) -> dict[str, Any]:
-    """Fit the experiment for 2 epochs with a StepParts over epoch 2; median milliseconds per part."""
+    """Fit the experiment for 2 epochs with a StepParts over epoch 2, validate and test it EVAL_REPEATS
+    times, then fit it as a PlainClassifier: median milliseconds per part and per batch."""
     batch = [f"data.batch_size={batch_size}"] if batch_size else []
     cfg = bench_config(experiment, [*batch, *overrides], f"steps_{experiment}_{batch_size}")
     with open_dict(cfg):
@@ -128,18 +252,16 @@ def steps_row(experiment: str, batch_size: int | None, overrides: list[str]) -> 
     parts = StepParts(cfg)
     trainer.callbacks.append(parts)
     trainer.fit(module, datamodule=datamodule)
-    complete = [step for step in parts.lightning if "data" in step]
-    sides = {"lightning": complete, "bare": parts.bare}
-    table = {side: {part: round(median_ms(s, part), 3) for part in PARTS} for side, s in sides.items()}
-    totals = {side: round(1000 * statistics.median(sum(s.values()) for s in steps), 3)
-              for side, steps in sides.items()}  # fmt: skip
-    return {
-        "experiment": experiment,
-        "batch_size": int(cfg.data.batch_size),
-        "steps": len(complete),
-        "median_ms": table,
-        "median_step_ms": totals,
-        "step_ratio": round(totals["bare"] / totals["lightning"], 3),
+    for _ in range(EVAL_REPEATS):
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+        trainer.test(module, datamodule=datamodule, verbose=False)
+    row = {"experiment": experiment, "batch_size": int(cfg.data.batch_size), **step_medians(parts)}
+    plain = step_medians(plain_fit(cfg, datamodule))
+    return row | {
+        "plain": plain,
+        # images/s of src.train ÷ images/s of the plain LightningModule, from the two interleaved ratios
+        "over_plain": round(row["step_ratio"] / plain["step_ratio"], 3),
+        "eval": eval_medians(parts),
     }
 
 
@@ -164,4 +286,36 @@ def steps_markdown(result: dict[str, Any]) -> list[str]:
             f"| `{r['experiment']}` | {r['batch_size']} | {cells} | "
             f"{total['lightning']:.3f} / {total['bare']:.3f} | {r['step_ratio']:.3f} |"
         )
+    lines += [
+        "",
+        "Against a plain LightningModule (the network, the loss, the optimizer and schedule; no callbacks, "
+        "logger or checkpoints), each fit with its own bare twins; ratios of images/s:",
+        "",
+        "| recipe | batch | plain Lightning step / its bare twin (ms) | plain Lightning ÷ bare "
+        "| src.train ÷ bare | src.train ÷ plain Lightning |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        plain = r["plain"]
+        light, bare = plain["median_step_ms"]["lightning"], plain["median_step_ms"]["bare"]
+        lines.append(
+            f"| `{r['experiment']}` | {r['batch_size']} | {light:.3f} / {bare:.3f} | "
+            f"{plain['step_ratio']:.3f} | {r['step_ratio']:.3f} | {r['over_plain']:.3f} |"
+        )
+    lines += [
+        "",
+        f"Evaluation batches of src.train (the fit's validation, then {EVAL_REPEATS} trainer.validate and "
+        "trainer.test calls), each followed by a bare batch of the same split; median ms:",
+        "",
+        "| recipe | batch (training) | validation: src.train / bare | bare ÷ src.train "
+        "| test: src.train / bare | bare ÷ src.train |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        cells = []
+        for stage in STAGES:
+            e = r["eval"].get(stage)
+            ms = e and e["median_batch_ms"]
+            cells += [f"{ms['lightning']:.3f} / {ms['bare']:.3f}", f"{e['ratio']:.3f}"] if e else ["–", "–"]
+        lines.append(f"| `{r['experiment']}` | {r['batch_size']} | " + " | ".join(cells) + " |")
     return lines
