@@ -3,7 +3,7 @@
     python -m src.bench accuracy                     # LeNet-5/MNIST recipe: accuracy, time to 99.0 %
     python -m src.bench accuracy --experiment seed_lenet5_mnist
     python -m src.bench speed                        # src.train's path vs a bare PyTorch loop, per batch size
-    python -m src.bench steps                        # where a training step's time goes, src.train vs bare
+    python -m src.bench steps                        # step by step: src.train, plain Lightning, bare
     python -m src.bench startup                      # seconds to the first answer (errors, first batch)
     python -m src.bench startup --root ../before --label before   # the same for another checkout
     python -m src.bench keras                        # the seed's Keras LeNet-5 beside the same here
@@ -23,7 +23,9 @@ doing the recipe's work over the same model, datamodule, loss, optimizer, schedu
 threads; evaluation images/s of both over the validation and the test batches; the data pipeline alone.
 steps: the same rows; during one src.train fit each training step is cut at its hooks into parts (data,
 before, forward, backward, optimizer) and followed by a bare step on the same batch, timed in the same
-parts; medians over a warm epoch (src/benchmark/steps.py).
+parts; medians over a warm epoch; the same for a plain LightningModule of the recipe (Lightning's own
+cost); src.train's validation and test batches each followed by a bare evaluation batch
+(src/benchmark/steps.py).
 startup: fresh interpreters, best of `--repeats`: each config mistake of MISTAKES (exit status 2), a
 missing dataset, `python -c "import torch"` / `"import src, lightning"`, `python -m src.summary`, and
 `python -m src.train debug=fast` to its first training batch and to its end; `-X importtime`'s top
@@ -80,7 +82,11 @@ def main(argv: list[str] | None = None) -> None:
         help="startup: the checkout to time (e.g. an older commit's)",
     )
     parser.add_argument("--label", default="after", help="startup: its column, e.g. before or after")
-    parser.add_argument("--results-dir", type=Path, help="gpu: where its files go (scripts/gpu_check.sh)")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        help="where the results go (default: bench/results; gpu: bench/results/gpu_check)",
+    )
     parser.add_argument(
         "--tiny", action="store_true", help="gpu: the same steps on the CPU, tiny stand-in data"
     )
@@ -102,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"error: the GPU check failed in: {', '.join(failed)}")
         return
     suites = ALL_SUITES if args.suite == "all" else (args.suite,)
+    if args.results_dir:  # e.g. a variant's figures beside the default ones
+        common.RESULTS_DIR = args.results_dir.resolve()
     with user_errors():
         if "accuracy" in suites:
             experiments = args.experiment or ["lenet5_mnist", "seed_lenet5_mnist"]

@@ -188,16 +188,11 @@ def test_steps_suite_puts_each_cost_in_its_part(bench_dirs, monkeypatch):
 
     monkeypatch.setattr(steps, "prepare", prepare_with_charge)
     eval_batch = 16  # 4 batches a split, 3 of them timed each run (not a run's first)
-    bench.main(
-        [
-            "steps",
-            "--experiment",
-            "lenet5_mnist",
-            *overrides(bench_dirs),
-            f"data.eval_batch_size={eval_batch}",
-        ]
-    )
-    row = json.loads((bench_dirs / "results" / "steps.json").read_text())["rows"][0]
+    variant = bench_dirs / "variant"  # --results-dir: a variant's figures beside the default ones
+    argv = ["steps", "--experiment", "lenet5_mnist", "--results-dir", str(variant)]
+    bench.main([*argv, *overrides(bench_dirs), f"data.eval_batch_size={eval_batch}"])
+    assert not (bench_dirs / "results").exists()
+    row = json.loads((variant / "steps.json").read_text())["rows"][0]
     assert row["batch_size"] == 32 and row["steps"] == (TRAIN - VAL) // 32 - 1  # epoch 2, after its first
     light, bare = row["median_ms"]["lightning"], row["median_ms"]["bare"]
     forward = 32 * TRAIN_COST * 1000
@@ -227,7 +222,7 @@ def test_steps_suite_puts_each_cost_in_its_part(bench_dirs, monkeypatch):
             "bare": pytest.approx(evaluation, abs=0.01),
         }, stage
         assert timed["ratio"] == pytest.approx(evaluation / (evaluation + extra), abs=1e-3), stage
-    markdown = (bench_dirs / "results" / "steps.md").read_text()
+    markdown = (variant / "steps.md").read_text()
     cells = "2.000 / 0.000 | 0.000 / 0.000 | 32.000 / 32.000 | 7.000 / 0.000 | 3.000 / 0.000"
     assert f"| `lenet5_mnist` | 32 | {cells} | 44.000 / 32.000 | 0.727 |" in markdown
     assert "| `lenet5_mnist` | 32 | 32.000 / 32.000 | 1.000 | 0.727 | 0.727 |" in markdown
