@@ -1,6 +1,7 @@
 import copy
 from functools import partial
 
+import pytest
 import torch
 
 from src.models import LeNet5
@@ -33,17 +34,19 @@ def test_multi_crop_input_averages_the_softmax_over_crops():
     assert torch.allclose(log_mean.exp(), expected, atol=1e-6)
 
 
-def test_epoch_train_loss_and_accuracy_are_the_means_over_all_training_images():
+@pytest.mark.parametrize("keep_logits", [2**20, 100])  # added up at the epoch's end; every 3 steps
+def test_epoch_train_loss_and_accuracy_are_the_means_over_all_training_images(keep_logits):
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
     module = ImageClassifier(LeNet5(), optimizer=partial(torch.optim.SGD, lr=0.0))  # weights stay put
+    module.KEEP_LOGITS = keep_logits
     images, labels = torch.randn(50, 1, 32, 32), torch.randint(0, 10, (50,))
     with torch.no_grad():
         logits = module(images)
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, limit_val_batches=0)  # fmt: skip
-    trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=16))  # 16+16+16+2
+    trainer.fit(module, DataLoader(TensorDataset(images, labels), batch_size=4))  # 12 x 4 + 2
     metrics = trainer.callback_metrics
     expected_acc = (logits.argmax(1) == labels).float().mean()
     assert torch.allclose(metrics["train/acc"], expected_acc)

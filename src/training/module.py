@@ -24,6 +24,8 @@ from src.training.reliability import TrainingDiverged, rng_state, set_rng_state
 
 
 class ImageClassifier(CheapHookName, L.LightningModule):
+    KEEP_LOGITS = 2**20  # training logits kept (4 MB in float32) before they are added to the epoch's sums
+
     def __init__(
         self,
         model: nn.Module,
@@ -95,9 +97,11 @@ class ImageClassifier(CheapHookName, L.LightningModule):
         # Each self.log() costs Lightning ~0.5 ms of bookkeeping, ~6 % of a LeNet-5 step on this CPU. So
         # the step loss is logged only on the steps the logger writes anyway (trainer.log_every_n_steps),
         # and the epoch's loss and accuracy are computed at the end of the epoch from what each step
-        # keeps here: its loss and its predictions, one argmax a step on the device (no host sync).
-        self._epoch_steps.append((loss.detach(), logits.detach().argmax(dim=1), batch[1]))
-        if len(self._epoch_steps) >= 1024:
+        # keeps here, on the device (no host sync): its loss and its logits, whose argmax is then one
+        # operation for many steps instead of one a step.
+        self._epoch_steps.append((loss.detach(), logits.detach(), batch[1]))
+        self._kept_logits += logits.numel()
+        if self._kept_logits >= self.KEEP_LOGITS:
             self._fold_epoch_steps()
         every = max(self.trainer.log_every_n_steps, 1)
         if (self.global_step + 1) % every == 0 or self.trainer.fast_dev_run:
@@ -105,7 +109,8 @@ class ImageClassifier(CheapHookName, L.LightningModule):
         return loss
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_steps: list[tuple[Tensor, Tensor, Tensor]] = []  # (loss, predictions, labels)
+        self._epoch_steps: list[tuple[Tensor, Tensor, Tensor]] = []  # (loss, logits, labels)
+        self._kept_logits = 0  # values in the kept logits
         self._loss_sum, self._correct = (torch.zeros((), device=self.device) for _ in range(2))
         self._seen = 0
 
@@ -113,13 +118,13 @@ class ImageClassifier(CheapHookName, L.LightningModule):
         """Add the kept steps to the epoch's loss sum, correct count and sample count."""
         if not self._epoch_steps:
             return
-        losses, predictions, labels = zip(*self._epoch_steps, strict=True)
+        losses, logits, labels = zip(*self._epoch_steps, strict=True)
         counts = [len(y) for y in labels]  # shapes: no device sync
         sizes = torch.tensor(counts, dtype=torch.float32).to(self._loss_sum.device, non_blocking=True)
         self._loss_sum = self._loss_sum + (torch.stack(losses).float() * sizes).sum()
-        self._correct = self._correct + (torch.cat(predictions) == torch.cat(labels)).sum()
+        self._correct = self._correct + (torch.cat(logits).argmax(dim=1) == torch.cat(labels)).sum()
         self._seen += sum(counts)
-        self._epoch_steps = []
+        self._epoch_steps, self._kept_logits = [], 0
 
     def on_train_epoch_end(self) -> None:
         self._raise_if_diverged()
