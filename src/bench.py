@@ -24,8 +24,8 @@ threads; evaluation images/s of both over the validation and the test batches; t
 steps: the same rows; during one src.train fit each training step is cut at its hooks into parts (data,
 before, forward, backward, optimizer) and followed by a bare step on the same batch, timed in the same
 parts; medians over a warm epoch; the same for a plain LightningModule of the recipe (Lightning's own
-cost); src.train's validation and test batches each followed by a bare evaluation batch
-(src/benchmark/steps.py).
+cost), the two fits interleaved `--repeats` times; src.train's validation and test batches each
+followed by a bare evaluation batch (src/benchmark/steps.py).
 startup: fresh interpreters, best of `--repeats`: each config mistake of MISTAKES (exit status 2), a
 missing dataset, `python -c "import torch"` / `"import src, lightning"`, `python -m src.summary`, and
 `python -m src.train debug=fast` to its first training batch and to its end; `-X importtime`'s top
@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
         help="accuracy/speed/steps: experiment(s) to run (default: lenet5_mnist and seed_lenet5_mnist for "
         "accuracy; for speed, lenet5_mnist at batch 64, 128, 256 and seed_lenet5_mnist)",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="speed, startup: interleaved pairs / best of")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="speed, steps, startup: interleaved pairs / best of"
+    )
     parser.add_argument(
         "--root",
         type=Path,
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             save("speed", result, speed_markdown(result))
         if "steps" in suites:
             rows = [(e, None) for e in args.experiment] if args.experiment else SPEED_ROWS
-            result = run_steps(rows, args.overrides)
+            result = run_steps(rows, args.overrides, args.repeats)
             save("steps", result, steps_markdown(result))
         if "startup" in suites:
             if not re.fullmatch(r"[\w-]+", args.label):

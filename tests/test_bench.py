@@ -189,7 +189,7 @@ def test_steps_suite_puts_each_cost_in_its_part(bench_dirs, monkeypatch):
     monkeypatch.setattr(steps, "prepare", prepare_with_charge)
     eval_batch = 16  # 4 batches a split, 3 of them timed each run (not a run's first)
     variant = bench_dirs / "variant"  # --results-dir: a variant's figures beside the default ones
-    argv = ["steps", "--experiment", "lenet5_mnist", "--results-dir", str(variant)]
+    argv = ["steps", "--experiment", "lenet5_mnist", "--results-dir", str(variant), "--repeats", "2"]
     bench.main([*argv, *overrides(bench_dirs), f"data.eval_batch_size={eval_batch}"])
     assert not (bench_dirs / "results").exists()
     row = json.loads((variant / "steps.json").read_text())["rows"][0]
@@ -212,6 +212,7 @@ def test_steps_suite_puts_each_cost_in_its_part(bench_dirs, monkeypatch):
         "bare": pytest.approx(forward, abs=0.01),
     }
     assert row["plain"]["step_ratio"] == 1.0 and row["over_plain"] == row["step_ratio"]
+    assert row["over_plain_per_pair"] == [row["step_ratio"]] * 2  # two src.train fits, two plain ones
     # evaluation: validation in both epochs of the fit and 3 trainer.validate calls, 3 trainer.test calls
     evaluation = 1000 * eval_batch * EVAL_COST
     for stage, runs, extra in (("val", 2 + 3, 1.0), ("test", 3, 5.0)):
@@ -225,7 +226,7 @@ def test_steps_suite_puts_each_cost_in_its_part(bench_dirs, monkeypatch):
     markdown = (variant / "steps.md").read_text()
     cells = "2.000 / 0.000 | 0.000 / 0.000 | 32.000 / 32.000 | 7.000 / 0.000 | 3.000 / 0.000"
     assert f"| `lenet5_mnist` | 32 | {cells} | 44.000 / 32.000 | 0.727 |" in markdown
-    assert "| `lenet5_mnist` | 32 | 32.000 / 32.000 | 1.000 | 0.727 | 0.727 |" in markdown
+    assert "| `lenet5_mnist` | 32 | 32.000 / 32.000 | 1.000 | 0.727 | 0.727 | 0.727, 0.727 |" in markdown
     assert "| `lenet5_mnist` | 32 | 5.000 / 4.000 | 0.800 | 9.000 / 4.000 | 0.444 |" in markdown
 
 
