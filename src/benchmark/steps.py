@@ -55,7 +55,8 @@ def durations(parts: Sequence[str], marks: Sequence[float]) -> dict[str, float]:
 
 class StepParts(L.Callback):
     """Times the parts of Lightning's training steps in epoch `epoch`, and after each one a twin bare
-    step on the same batch. Append it last: its `on_train_batch_end` then ends the optimizer part after
+    step on the same batch; times every validation and test batch, and after each one a bare evaluation
+    batch of the same split. Append it last: its `on_*_batch_end` then end each part and batch after
     every other callback's."""
 
     def __init__(self, cfg: DictConfig, epoch: int = 1) -> None:
