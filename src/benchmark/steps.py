@@ -307,8 +307,8 @@ def steps_markdown(result: dict[str, Any]) -> list[str]:
     lines += [
         "",
         "Against a plain LightningModule (the network, the loss, the optimizer and schedule; no callbacks, "
-        "logger or checkpoints), each fit with its own bare twins; ratios of images/s, best of "
-        f"{result['repeats']} fits of each, interleaved:",
+        "logger or checkpoints), each fit with its own bare twins; ratios of images/s "
+        f"({result['repeats']} fit{'s' * (result['repeats'] != 1)} of each, interleaved; the best of each):",
         "",
         "| recipe | batch | plain Lightning step / its bare twin (ms) | plain Lightning ÷ bare "
         "| src.train ÷ bare | src.train ÷ plain Lightning | the same, pair by pair |",
