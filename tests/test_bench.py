@@ -244,6 +244,33 @@ def test_the_bare_loop_does_the_recipes_work(bench_dirs):
     assert speed.bare_schedule(seed, optimizer, total_steps=12) is None  # constant learning rate
 
 
+def test_manual_optimization_variants_train_the_same_weights(bench_dirs):
+    """scripts/manual_optimization_ab.py compares equal work: from one seed, Lightning's automatic
+    optimization, manual optimization and the raw optimizer end with the same weights and schedule."""
+    script = PROJECT_ROOT / "scripts" / "manual_optimization_ab.py"
+    spec = importlib.util.spec_from_file_location("manual_ab", script)
+    manual_ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(manual_ab)
+    cfg = common.bench_config("lenet5_mnist", overrides(bench_dirs), "manual_ab")
+    datamodule = common.prepare(cfg)[0]
+    trained, made = {}, []
+    for name, module_class in manual_ab.VARIANTS.items():
+
+        class Kept(module_class):  # keeps the module plain_fit makes
+            def __init__(self, *args) -> None:
+                super().__init__(*args)
+                made.append(self)
+
+        assert 0 < manual_ab.fit(cfg, datamodule, Kept) < 2  # a ratio of two timed steps
+        module = made[-1]
+        optimizer = module.trainer.optimizers[0]
+        trained[name] = [*(p.detach().clone() for p in module.parameters()), optimizer.param_groups[0]["lr"]]
+        assert optimizer.state[next(module.parameters())]["step"] == 2 * len(datamodule.train_dataloader())
+    for name in ("manual", "raw"):
+        for automatic, other in zip(trained["automatic"], trained[name], strict=True):
+            torch.testing.assert_close(other, automatic, msg=name)
+
+
 def test_startup_suite_times_answers_and_first_batch(bench_dirs, monkeypatch):
     monkeypatch.setattr(startup, "MISTAKES", startup.MISTAKES[:2])
     monkeypatch.setattr(startup, "IMPORTS", (("import json", "import json"),))

@@ -196,19 +196,25 @@ class PlainClassifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def plain_fit(cfg: DictConfig, datamodule: L.LightningDataModule) -> StepParts:
-    """Train the recipe for 2 epochs as a PlainClassifier under a Trainer with Lightning's defaults, less
-    what src.train's `callbacks=none logger=none` also leaves out (checkpoints, progress bar, logger) and
-    validation; its steps and their bare twins timed as src.train's are."""
+def plain_fit(
+    cfg: DictConfig,
+    datamodule: L.LightningDataModule,
+    module_class: type[PlainClassifier] = PlainClassifier,
+    parts: StepParts | None = None,
+) -> StepParts:
+    """Train the recipe for 2 epochs as a PlainClassifier (or `module_class`, a variant of it) under a
+    Trainer with Lightning's defaults, less what src.train's `callbacks=none logger=none` also leaves out
+    (checkpoints, progress bar, logger) and validation; its steps and their bare twins timed as
+    src.train's are (by `parts`, a StepParts of the config's by default)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    parts = StepParts(cfg)
+    parts = parts or StepParts(cfg)
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.get("precision", "32-true"),
         max_epochs=2, limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, callbacks=[parts],
         default_root_dir=cfg.paths.output_dir,
     )  # fmt: skip
-    trainer.fit(PlainClassifier(cfg, instantiate(cfg.model)), datamodule=datamodule)
+    trainer.fit(module_class(cfg, instantiate(cfg.model)), datamodule=datamodule)
     return parts
 
 
