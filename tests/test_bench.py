@@ -7,6 +7,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,6 +39,15 @@ def overrides(tmp_path: Path) -> list[str]:
         "data.download=false",
         "trainer.max_epochs=2",
     ]
+
+
+def load_file(relative_path: str) -> Any:
+    """A project file that is not in a package (bench/, scripts/), imported as a module."""
+    path = PROJECT_ROOT / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_accuracy_suite_counts_training_images_and_epochs_only(bench_dirs):
@@ -247,10 +257,7 @@ def test_the_bare_loop_does_the_recipes_work(bench_dirs):
 def test_manual_optimization_variants_train_the_same_weights(bench_dirs):
     """scripts/manual_optimization_ab.py compares equal work: from one seed, Lightning's automatic
     optimization, manual optimization and the raw optimizer end with the same weights and schedule."""
-    script = PROJECT_ROOT / "scripts" / "manual_optimization_ab.py"
-    spec = importlib.util.spec_from_file_location("manual_ab", script)
-    manual_ab = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(manual_ab)
+    manual_ab = load_file("scripts/manual_optimization_ab.py")
     cfg = common.bench_config("lenet5_mnist", overrides(bench_dirs), "manual_ab")
     datamodule = common.prepare(cfg)[0]
     trained, made = {}, []
@@ -377,9 +384,7 @@ def test_keras_suite_failure_is_one_clear_line(bench_dirs, monkeypatch):
 
 
 def test_keras_script_reads_mnist_idx_plain_and_gz(tmp_path):
-    spec = importlib.util.spec_from_file_location("keras_lenet5", PROJECT_ROOT / "bench" / "keras_lenet5.py")
-    keras_lenet5 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(keras_lenet5)  # NumPy only at import: TensorFlow is imported in main()
+    keras_lenet5 = load_file("bench/keras_lenet5.py")  # NumPy only at import: TensorFlow in main()
     for compress in (False, True):
         data = make_tiny_mnist(tmp_path / str(compress), train=20, test=10, compress=compress)
         images, labels = keras_lenet5.load(data, "train")
@@ -391,9 +396,7 @@ def test_keras_script_reads_mnist_idx_plain_and_gz(tmp_path):
 
 
 def test_keras_script_reads_cifar10_archive_as_src_train_does(tmp_path):
-    spec = importlib.util.spec_from_file_location("keras_lenet5", PROJECT_ROOT / "bench" / "keras_lenet5.py")
-    keras_lenet5 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(keras_lenet5)
+    keras_lenet5 = load_file("bench/keras_lenet5.py")
     from src.data.cifar10 import CIFAR10DataModule
 
     data = make_tiny_cifar(tmp_path / "data")
