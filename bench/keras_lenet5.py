@@ -1,4 +1,4 @@
-"""The seed's Keras LeNet-5 on MNIST or CIFAR-10, timed: what `python -m src.bench keras` compares against.
+"""The study sheet's Keras LeNet-5 on MNIST or CIFAR-10, timed: what `python -m src.bench keras` compares against.
 
 TensorFlow is not a dependency of this project, so `src.bench keras` runs this file in a throw-away
 environment next to it (the exact command is in src/benchmark/keras.py, KERAS_COMMAND):
@@ -6,12 +6,12 @@ environment next to it (the exact command is in src/benchmark/keras.py, KERAS_CO
     uv run --no-project --python 3.11 --with tensorflow-cpu==2.21.0 python bench/keras_lenet5.py \
         --data-dir $DATA_DIR --out bench/results/keras_raw.json
 
-The network is the seed's: 32x32x1 input (MNIST's 28x28 zero-padded, as LeNet-5 expects) or CIFAR-10's
+The network is the study sheet's: 32x32x1 input (MNIST's 28x28 zero-padded, as LeNet-5 expects) or CIFAR-10's
 32x32x3 (`--dataset cifar10`), conv 6@5x5 tanh, average pool 2, conv 16@5x5 tanh, average pool 2,
 dense 120-84 tanh, softmax over 10, Adam (lr 1e-3), batch 128, `model.fit` on in-memory NumPy arrays
 (pixels / 255) with TensorFlow's default threads. Training images/s is the best of the warm epochs
 (epoch 1 includes graph tracing), over the training images src.train uses: MNIST's 55,000; all
-50,000 of CIFAR-10 (the seed validated on the test set, as `experiment=seed_lenet5_cifar10` does).
+50,000 of CIFAR-10 (the study sheet validated on the test set, as `experiment=sheet_lenet5_cifar10` does).
 """
 
 from __future__ import annotations

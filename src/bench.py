@@ -1,12 +1,12 @@
 """The benchmark: how accurate and how fast, measured on this machine, written where the README reads it.
 
     python -m src.bench accuracy                     # LeNet-5/MNIST recipe: accuracy, time to 99.0 %
-    python -m src.bench accuracy --experiment seed_lenet5_mnist
+    python -m src.bench accuracy --experiment sheet_lenet5_mnist
     python -m src.bench speed                        # src.train's path vs a bare PyTorch loop, per batch size
     python -m src.bench steps                        # step by step: src.train, plain Lightning, bare
     python -m src.bench startup                      # seconds to the first answer (errors, first batch)
     python -m src.bench startup --root ../before --label before   # the same for another checkout
-    python -m src.bench keras                        # the seed's Keras LeNet-5 beside the same here
+    python -m src.bench keras                        # the study sheet's Keras LeNet-5 beside the same here
     python -m src.bench scaling                      # images/s against batch size and threads
     python -m src.bench all                          # every suite but gpu (`make bench`)
     python -m src.bench gpu --results-dir DIR        # the GPU check (scripts/gpu_check.sh)
@@ -16,7 +16,7 @@ Extra Hydra overrides go at the end: `python -m src.bench accuracy trainer.max_e
 accuracy: trains through the same code as `python -m src.train` (same config, same LightningModule,
 default callbacks); after every epoch it evaluates the test set outside the timed part, to record when
 the test accuracy first reaches each target.
-speed: one row per recipe and batch size (SPEED_ROWS: lenet5_mnist at 64, 128, 256 and the seed's
+speed: one row per recipe and batch size (SPEED_ROWS: lenet5_mnist at 64, 128, 256 and the study sheet's
 recipe); per row, in one process, interleaved (L, bare, L, bare, L, bare; best of each; `--repeats`),
 one warm training epoch of (a) the full Lightning + Hydra path and (b) a minimal hand-written loop
 doing the recipe's work over the same model, datamodule, loss, optimizer, schedule, batch size and
@@ -31,9 +31,9 @@ missing dataset, `python -c "import torch"` / `"import src, lightning"`, `python
 `python -m src.train debug=fast` to its first training batch and to its end; `-X importtime`'s top
 entries. `--root` times another checkout (e.g. `git worktree add ../before <commit>`) with this
 interpreter; `--label` names its column (results: startup_<label>.json; startup.md shows them all).
-keras: the seed's Keras LeNet-5 (bench/keras_lenet5.py, TensorFlow CPU in a throw-away uv environment)
+keras: the study sheet's Keras LeNet-5 (bench/keras_lenet5.py, TensorFlow CPU in a throw-away uv environment)
 beside the same network and recipe as a bare loop and through src.train, and beside our own recipe;
-and, when DATA_DIR holds CIFAR-10, the seed's 2-epoch CIFAR-10 run in both (test accuracy over three
+and, when DATA_DIR holds CIFAR-10, the study sheet's 2-epoch CIFAR-10 run in both (test accuracy over three
 seeds and training images/s).
 scaling: training images/s of the bare step against batch size and torch threads, for both networks.
 gpu: LeNet-5 through `python -m src.train` with trainer=gpu and trainer=ddp, AlexNet's speed against the
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--experiment",
         action="append",
-        help="accuracy/speed/steps: experiment(s) to run (default: lenet5_mnist and seed_lenet5_mnist for "
-        "accuracy; for speed, lenet5_mnist at batch 64, 128, 256 and seed_lenet5_mnist)",
+        help="accuracy/speed/steps: experiment(s) to run (default: lenet5_mnist and sheet_lenet5_mnist for "
+        "accuracy; for speed, lenet5_mnist at batch 64, 128, 256 and sheet_lenet5_mnist)",
     )
     parser.add_argument(
         "--repeats", type=int, default=3, help="speed, steps, startup: interleaved pairs / best of"
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         common.RESULTS_DIR = args.results_dir.resolve()
     with user_errors():
         if "accuracy" in suites:
-            experiments = args.experiment or ["lenet5_mnist", "seed_lenet5_mnist"]
+            experiments = args.experiment or ["lenet5_mnist", "sheet_lenet5_mnist"]
             results = [run_accuracy(e, args.overrides) for e in experiments]
             save("accuracy", {"runs": results}, accuracy_markdown(results))
         if "speed" in suites:

@@ -138,7 +138,7 @@ def test_speed_suite_reports_the_time_its_images_took(bench_dirs, monkeypatch):
     bench.main(["speed", "--repeats", "2", *overrides(bench_dirs)])
     result = json.loads((bench_dirs / "results" / "speed.json").read_text())
     rows = result["rows"]
-    # our recipe at three batch sizes and the seed's recipe (here all at the tiny data's batch 32)
+    # our recipe at three batch sizes and the study sheet's recipe (here all at the tiny data's batch 32)
     assert [row["experiment"] for row in rows] == [e for e, _ in speed.SPEED_ROWS]
     assert [row["overrides"][0] for row in rows[:3]] == [f"data.batch_size={b}" for b in (64, 128, 256)]
     train, evaluation = 1 / TRAIN_COST, 1 / EVAL_COST  # images/s of the bare loop
@@ -161,7 +161,7 @@ def test_speed_suite_reports_the_time_its_images_took(bench_dirs, monkeypatch):
     assert result["machine"]["cores"] >= 1 and result["machine"]["torch"]
     markdown = (bench_dirs / "results" / "speed.md").read_text()
     assert markdown.count("| `lenet5_mnist` | 32 | 500 | 1,000 | 0.500 | 0.500, 0.500 |") == 3
-    assert "| `seed_lenet5_mnist` | 32 | 2,000 | 4,000 | 0.500 | 2,000 | 4,000 | 0.500 | 0.03 s |" in markdown
+    assert "| `sheet_lenet5_mnist` | 32 | 2,000 | 4,000 | 0.500 | 2,000 | 4,000 | 0.500 | 0.03 s |" in markdown
 
 
 def test_steps_suite_puts_each_cost_in_its_part(bench_dirs, monkeypatch):
@@ -250,7 +250,7 @@ def test_the_bare_loop_does_the_recipes_work(bench_dirs):
     steps = len(datamodule.train_dataloader())
     speed.bare_training_epoch(module.model, datamodule, optimizer, scheduler=scheduler)
     assert scheduler.last_epoch == steps
-    seed = common.bench_config("seed_lenet5_mnist", overrides(bench_dirs), "bare_seed")
+    seed = common.bench_config("sheet_lenet5_mnist", overrides(bench_dirs), "bare_seed")
     assert speed.bare_schedule(seed, optimizer, total_steps=12) is None  # constant learning rate
 
 
@@ -356,11 +356,11 @@ def test_keras_suite_compares_against_the_keras_figure(bench_dirs, monkeypatch):
     assert keras_row["test_acc_mean"] == pytest.approx(np.mean([0.82, 0.41, 0.42]), abs=1e-4)
     assert keras_row["test_acc_std"] == pytest.approx(np.std([0.82, 0.41, 0.42], ddof=1), abs=1e-4)
     assert len(ours_row["test_acc"]) == 3 and all(0 <= a <= 1 for a in ours_row["test_acc"])
-    # a whole src.train fit of the seed's CIFAR-10 recipe, its last epoch timed: the bare rate here
+    # a whole src.train fit of the study sheet's CIFAR-10 recipe, its last epoch timed: the bare rate here
     assert ours_row["images_per_second"] == pytest.approx(train, abs=1)
     assert ours_row["vs_keras"] == pytest.approx(train / 542, abs=1e-3)
     markdown = (bench_dirs / "results" / "keras.md").read_text()
-    assert "| src.train `experiment=seed_lenet5_cifar10` |" in markdown
+    assert "| src.train `experiment=sheet_lenet5_cifar10` |" in markdown
     assert "| test acc (mean ± std) |" in markdown
 
 

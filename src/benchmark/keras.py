@@ -1,6 +1,6 @@
-"""`python -m src.bench keras`: the seed's Keras LeNet-5 (bench/keras_lenet5.py, TensorFlow in a
+"""`python -m src.bench keras`: the study sheet's Keras LeNet-5 (bench/keras_lenet5.py, TensorFlow in a
 throw-away uv environment) beside the same recipe here, bare and through src.train, and beside our own
-recipe; with CIFAR-10 in DATA_DIR, the seed's 2-epoch CIFAR-10 run in both over three seeds."""
+recipe; with CIFAR-10 in DATA_DIR, the study sheet's 2-epoch CIFAR-10 run in both over three seeds."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from src.config.compose import PROJECT_ROOT
 from src.runs.report import mean_std
 from src.utils.errors import UserError
 
-# TensorFlow is not a dependency: the seed's Keras LeNet-5 runs in a throw-away uv environment.
+# TensorFlow is not a dependency: the study sheet's Keras LeNet-5 runs in a throw-away uv environment.
 # scripts/uv finds (or installs) uv wherever it is, as the Makefile does.
 KERAS_COMMAND = [str(PROJECT_ROOT / "scripts" / "uv"), "run", "--no-project", "--python", "3.11",
                  "--with", "tensorflow-cpu==2.21.0", "python", "bench/keras_lenet5.py"]  # fmt: skip
@@ -37,9 +37,9 @@ def keras_speed(data_dir: str, out: Path, extra: list[str] | None = None) -> dic
 
 
 def run_keras(overrides: list[str], keras_extra: list[str] | None = None, repeats: int = 3) -> dict[str, Any]:
-    """Training images/s of the seed's LeNet-5 in Keras beside the same recipe here, bare and src.train,
+    """Training images/s of the study sheet's LeNet-5 in Keras beside the same recipe here, bare and src.train,
     and beside our own recipe (ReLU, max pooling, batch 256) through src.train."""
-    seed = bench_config("seed_lenet5_mnist", overrides, "keras_seed")
+    seed = bench_config("sheet_lenet5_mnist", overrides, "keras_seed")
     ours = bench_config("lenet5_mnist", overrides, "keras_ours")
     keras = keras_speed(str(seed.data.data_dir), common.OUTPUT_DIR / "keras_raw.json", keras_extra)
     runs = {"bare": [], "seed": [], "ours": []}
@@ -51,7 +51,7 @@ def run_keras(overrides: list[str], keras_extra: list[str] | None = None, repeat
         ("seed LeNet-5 (tanh, average pooling, Adam)", f"Keras {keras['keras']} / TensorFlow "
          f"{keras['tensorflow']} CPU, `model.fit`", 128, keras["images_per_second"]),
         ("the same network and recipe", "bare PyTorch loop", seed.data.batch_size, max(runs["bare"])),
-        ("the same network and recipe", "src.train `experiment=seed_lenet5_mnist`", seed.data.batch_size,
+        ("the same network and recipe", "src.train `experiment=sheet_lenet5_mnist`", seed.data.batch_size,
          max(runs["seed"])),
         ("our recipe (ReLU, max pooling, one-cycle)", "src.train `experiment=lenet5_mnist`",
          ours.data.batch_size, max(runs["ours"])),
@@ -86,9 +86,9 @@ def fit_and_test(cfg: DictConfig) -> dict[str, float]:
 
 
 def run_keras_cifar10(overrides: list[str], keras_extra: list[str] | None = None) -> dict[str, Any]:
-    """The seed's CIFAR-10 run (tanh, average pooling, Adam, batch 128, 2 epochs, all 50,000 training
-    images) in Keras and through src.train `experiment=seed_lenet5_cifar10`, for each of CIFAR10_SEEDS."""
-    first = bench_config("seed_lenet5_cifar10", overrides, "keras_cifar10")
+    """The study sheet's CIFAR-10 run (tanh, average pooling, Adam, batch 128, 2 epochs, all 50,000 training
+    images) in Keras and through src.train `experiment=sheet_lenet5_cifar10`, for each of CIFAR10_SEEDS."""
+    first = bench_config("sheet_lenet5_cifar10", overrides, "keras_cifar10")
     data_dir = Path(str(first.data.data_dir))
     if not any((data_dir / name).exists() for name in ("cifar-10-python.tar.gz", "cifar-10-batches-py")):
         return {"skipped": f"no CIFAR-10 in {data_dir}"}
@@ -98,7 +98,7 @@ def run_keras_cifar10(overrides: list[str], keras_extra: list[str] | None = None
         extra = ["--dataset", "cifar10", *epochs, "--seed", str(seed), *(keras_extra or [])]
         keras = keras_speed(str(data_dir), common.OUTPUT_DIR / f"keras_cifar10_{seed}.json", extra)
         keras_runs.append(keras)
-        cfg = bench_config("seed_lenet5_cifar10", [*overrides, f"seed={seed}"], f"keras_cifar10_{seed}")
+        cfg = bench_config("sheet_lenet5_cifar10", [*overrides, f"seed={seed}"], f"keras_cifar10_{seed}")
         ours.append(fit_and_test(cfg))
     keras_name = f"Keras {keras_runs[0]['keras']} / TensorFlow {keras_runs[0]['tensorflow']} CPU, `model.fit`"
     keras_results = [
@@ -107,7 +107,7 @@ def run_keras_cifar10(overrides: list[str], keras_extra: list[str] | None = None
     ]
     rows = [
         cifar10_row(keras_name, keras_results),
-        cifar10_row("src.train `experiment=seed_lenet5_cifar10`", ours),
+        cifar10_row("src.train `experiment=sheet_lenet5_cifar10`", ours),
     ]
     for row in rows:
         row["vs_keras"] = round(row["images_per_second"] / rows[0]["images_per_second"], 3)
@@ -143,7 +143,7 @@ def keras_markdown(result: dict[str, Any]) -> list[str]:
         return [*lines, "", f"CIFAR-10: {cifar.get('skipped', 'not run')}."]
     lines += [
         "",
-        "The seed's CIFAR-10 run: LeNet-5 on colour 32x32 (tanh, average pooling, valid padding, Adam 1e-3), "
+        "The study sheet's CIFAR-10 run: LeNet-5 on colour 32x32 (tanh, average pooling, valid padding, Adam 1e-3), "
         f"{cifar['epochs']} epochs of all 50,000 training images, batch {cifar['batch_size']}, "
         f"seeds {', '.join(map(str, cifar['seeds']))}:",
         "",

@@ -28,13 +28,13 @@ from src.benchmark.common import (
     synchronize,
 )
 
-# The rows of `python -m src.bench speed`: our recipe at three batch sizes, and the seed's recipe
+# The rows of `python -m src.bench speed`: our recipe at three batch sizes, and the study sheet's recipe
 # (experiment, batch size; None: the experiment's own).
 SPEED_ROWS: tuple[tuple[str, int | None], ...] = (
     ("lenet5_mnist", 64),
     ("lenet5_mnist", 128),
     ("lenet5_mnist", 256),
-    ("seed_lenet5_mnist", None),
+    ("sheet_lenet5_mnist", None),
 )
 
 

@@ -275,7 +275,7 @@ class InMemoryDataModule(L.LightningDataModule):
     ) -> dict[str, TensorSplit]:
         """train/val/test from a training set and a test split: `val_size` training images, drawn with
         `split_seed` (the same ones for every run), are held out for validation. `val_size=0` trains on
-        all of them and validates on the test set, as the seed's Keras runs did (their "validation"
+        all of them and validates on the test set, as the study sheet's Keras runs did (their "validation"
         accuracy is a test accuracy: fine for a reproduction, not for model selection)."""
         if val_size == 0:
             return {"train": TensorSplit(images, labels), "val": test, "test": test}

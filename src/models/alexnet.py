@@ -65,7 +65,7 @@ class AlexNet(nn.Module):
 
 
 class AlexNetBN(nn.Module):
-    """The seed's Keras "AlexNet" for Flowers-17 (a popular tutorial variant, not the paper's network).
+    """The study sheet's Keras "AlexNet" for Flowers-17 (a popular tutorial variant, not the paper's network).
 
     conv1 96@11x11/4 valid -> pool 3x3/2 -> BN; conv2 256@5x5 same -> pool -> BN;
     conv3 384@3x3, conv4 384@3x3, conv5 256@3x3 (valid, each -> BN; conv5 -> pool -> BN);
