@@ -357,7 +357,7 @@ def test_local_stores_are_found_in_their_uris():
 
 
 def test_hyperparameters_put_the_group_choices_first(tmp_path):
-    from src.training.insight import flat_hparams
+    from src.training.hparams import flat_hparams
     from src.training.trackers import hyperparameters
 
     cfg = compose_train_config(["pooling=avg", "padding=same", "logger=csv"], tmp_path)

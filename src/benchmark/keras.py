@@ -37,7 +37,7 @@ def keras_speed(data_dir: str, out: Path, extra: list[str] | None = None) -> dic
 
 
 def run_keras(overrides: list[str], keras_extra: list[str] | None = None, repeats: int = 3) -> dict[str, Any]:
-    """Training images/s of the study sheet's LeNet-5 in Keras beside the same recipe here, bare and src.train,
+    """Training images/s of the sheet's LeNet-5 in Keras beside the same recipe here, bare and src.train,
     and beside our own recipe (ReLU, max pooling, batch 256) through src.train."""
     seed = bench_config("sheet_lenet5_mnist", overrides, "keras_seed")
     ours = bench_config("lenet5_mnist", overrides, "keras_ours")
@@ -143,7 +143,7 @@ def keras_markdown(result: dict[str, Any]) -> list[str]:
         return [*lines, "", f"CIFAR-10: {cifar.get('skipped', 'not run')}."]
     lines += [
         "",
-        "The study sheet's CIFAR-10 run: LeNet-5 on colour 32x32 (tanh, average pooling, valid padding, Adam 1e-3), "
+        "The sheet's CIFAR-10 run: LeNet-5 on colour 32x32 (tanh, average pooling, valid padding, Adam 1e-3), "
         f"{cifar['epochs']} epochs of all 50,000 training images, batch {cifar['batch_size']}, "
         f"seeds {', '.join(map(str, cifar['seeds']))}:",
         "",

@@ -37,10 +37,12 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from src.lightning_ext.tensorboard import add_summaries
+from src.training import trackers
+from src.training.hparams import flat_hparams
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -63,18 +65,14 @@ def tensorboard(trainer: L.Trainer):
 def image_loggers(trainer: L.Trainer) -> list[Any]:
     """The run's loggers that take images: its TensorBoard logger, then its trackers
     (src/training/trackers.py)."""
-    from src.training.trackers import trackers
-
     writer = [logger for logger in trainer.loggers if isinstance(logger, LightningTensorBoardLogger)][:1]
-    return writer + trackers(trainer)
+    return writer + trackers.trackers(trainer)
 
 
 def log_image(trainer: L.Trainer, tag: str, image: Tensor, step: int) -> None:
     """One (C, H, W) image, uint8 or float in [0, 1], to every logger that takes images: TensorBoard's
     `add_image`, and the trackers' image APIs (src/training/trackers.py). Global rank 0 only, like every
     caller."""
-    from src.training import trackers
-
     for logger in image_loggers(trainer):
         if isinstance(logger, LightningTensorBoardLogger):
             logger.experiment.add_image(tag, image, step)
@@ -84,8 +82,6 @@ def log_image(trainer: L.Trainer, tag: str, image: Tensor, step: int) -> None:
 
 def log_text(trainer: L.Trainer, tag: str, text: str, step: int) -> None:
     """A (markdown) text to TensorBoard's Text tab and to the trackers (src/training/trackers.py)."""
-    from src.training import trackers
-
     for logger in image_loggers(trainer):
         if isinstance(logger, LightningTensorBoardLogger):
             logger.experiment.add_text(tag, text, step)
@@ -545,35 +541,6 @@ def mistakes_figure(
         axes.text(x, y, text, ha="center", va="bottom", fontsize=7)
     axes.set_title("most confident mistakes: true → predicted (confidence)", fontsize=9)
     return figure_to_image(figure)
-
-
-# ------------------------------------------------------------------------------------------ hparams
-HPARAM_GROUPS = ("model", "data", "pooling", "padding", "optimizer", "scheduler", "experiment")
-HPARAM_KEYS = ("seed", "trainer.max_epochs", "data.batch_size", "module.label_smoothing")
-
-
-def flat_hparams(cfg: DictConfig, choices: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The config as one flat dict for TensorBoard's HParams tab: the group choices (`model=lenet5`) and
-    the values that distinguish runs (model and optimizer settings, epochs, batch size, seed)."""
-    choices = dict(choices or {})
-    params: dict[str, Any] = {}
-    for group in HPARAM_GROUPS:
-        value = choices.get(group)
-        if value is None and group in ("pooling", "padding") and cfg.get(group):
-            value = cfg[group].get("name")
-        params[group] = "none" if value is None else str(value)
-    for section in ("model", "optimizer", "scheduler"):
-        node = cfg.get(section)
-        if isinstance(node, DictConfig):
-            for key, value in OmegaConf.to_container(node, resolve=True).items():
-                # model.pooling / model.padding repeat the choices above
-                if not key.startswith("_") and key not in params and not isinstance(value, dict | list):
-                    params[f"{section}.{key}"] = value
-    for key in HPARAM_KEYS:
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is not None:
-            params[key] = value
-    return {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in params.items()}
 
 
 def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: Mapping[str, float]) -> None:

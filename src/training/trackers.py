@@ -13,7 +13,7 @@ What reaches a tracker, from global rank 0 only:
 - every scalar the module and the callbacks log through Lightning (train/val/test metrics, `lr-*`,
   `train/images_per_second`): Lightning's WandbLogger and MLFlowLogger, which log from rank 0 only;
 - the resolved config as hyper-parameters, the group choices first (`log_config`, before fitting):
-  src.training.insight.flat_hparams (what TensorBoard's HParams tab shows), then the other group choices, then
+  src.training.hparams.flat_hparams (what TensorBoard's HParams tab shows), then the other group choices, then
   every other key of the config;
 - the insight figures as images and the layer-shape text (`log_image`, `log_text`, called by
   src.training.insight's helpers of the same names, which also write to TensorBoard);
@@ -48,6 +48,7 @@ from urllib.parse import unquote, urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.training.hparams import flat_hparams
 from src.utils.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
@@ -302,13 +303,11 @@ def _flatten(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as one flat dict, in order: TensorBoard's HParams
-    (src.training.insight.flat_hparams:
+    (src.training.hparams.flat_hparams:
     the group choices model, data, pooling, padding, optimizer, scheduler, experiment, then what tells
     runs apart), the other group choices (trainer, logger, callbacks, ...), then every other key, dotted
     (`trainer.max_epochs`, `data.val_size`, `paths.output_dir`, ...)."""
     from hydra.core.hydra_config import HydraConfig
-
-    from src.training.insight import flat_hparams
 
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
     params = flat_hparams(cfg, choices)
