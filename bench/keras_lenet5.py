@@ -1,4 +1,5 @@
-"""The study sheet's Keras LeNet-5 on MNIST or CIFAR-10, timed: what `python -m src.bench keras` compares against.
+"""The study sheet's Keras LeNet-5 on MNIST or CIFAR-10, timed: what `python -m src.bench keras` compares
+against.
 
 TensorFlow is not a dependency of this project, so `src.bench keras` runs this file in a throw-away
 environment next to it (the exact command is in src/benchmark/keras.py, KERAS_COMMAND):

@@ -38,7 +38,7 @@ class StepClock(L.Callback):
         self.times.append(time.perf_counter())
 
     def median_ms(self, skip: int = 20) -> float:
-        gaps = [b - a for a, b in zip(self.times[skip:], self.times[skip + 1 :])]
+        gaps = [b - a for a, b in zip(self.times[skip:], self.times[skip + 1 :], strict=False)]
         return 1000 * statistics.median(gaps)
 
 

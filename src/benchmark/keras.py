@@ -143,7 +143,8 @@ def keras_markdown(result: dict[str, Any]) -> list[str]:
         return [*lines, "", f"CIFAR-10: {cifar.get('skipped', 'not run')}."]
     lines += [
         "",
-        "The sheet's CIFAR-10 run: LeNet-5 on colour 32x32 (tanh, average pooling, valid padding, Adam 1e-3), "
+        "The sheet's CIFAR-10 run: LeNet-5 on colour 32x32 (tanh, average pooling, valid padding, "
+        "Adam 1e-3), "
         f"{cifar['epochs']} epochs of all 50,000 training images, batch {cifar['batch_size']}, "
         f"seeds {', '.join(map(str, cifar['seeds']))}:",
         "",
