@@ -27,9 +27,10 @@ test: setup-trackers  ## the whole test suite, real-data and tracker tests inclu
 test-fast: setup-trackers  ## everything but the slow tests (real data, the fresh-machine set-up, ...)
 	$(PYTEST) -m "not slow" $(ARGS)
 
-lint: setup
+lint: setup  ## ruff, and import-linter's contracts (pyproject.toml: src/'s layers, no import circles)
 	$(RUN) ruff check src tests bench scripts
 	$(RUN) ruff format --check src tests bench scripts
+	$(RUN) lint-imports
 
 format: setup
 	$(RUN) ruff format src tests bench scripts
