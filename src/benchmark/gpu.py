@@ -72,7 +72,11 @@ GPU_CHECK: dict[str, dict[str, Any]] = {
 }
 # No checkpoints (AlexNet's are 0.5 GB, a second or more each), not even Lightning's default one: in the
 # speed runs they would be written between the epochs, off the clock, costing the check time only.
-NO_CHECKPOINTS = ["callbacks.model_checkpoint=null", "+trainer.enable_checkpointing=false"]
+NO_CHECKPOINTS = [
+    "callbacks.model_checkpoint=null",
+    "callbacks.last_checkpoint=null",
+    "+trainer.enable_checkpointing=false",
+]
 INSTRUMENTS = (
     "WindowCallback",
     "EpochClock",

@@ -1,7 +1,7 @@
 """Where this project goes past the public API of Lightning, TensorBoard and torchmetrics, and the few
 of their classes it adjusts:
 
-    checkpoints.py   checkpoints written atomically; a last.ckpt rewritten every epoch
+    checkpoints.py   checkpoints written atomically; where the best and the last one are
     progress.py      a rich progress bar that redraws at most every 0.25 s
     tensorboard.py   a graph traced from the model's own example; summaries into the run's event file
     process.py       once per process: quieter logs, a cheap CUDA check, the command of DDP ranks
@@ -35,20 +35,6 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "replaced: Lightning starts the DDP ranks of a Hydra run with the parent's sys.argv, which in a "
         "multirun holds the whole sweep (Lightning 2.x; upstream: Lightning-AI/pytorch-lightning#18175, "
         "open)",
-    ),
-    *(
-        PrivateName(
-            f"lightning.pytorch.callbacks.model_checkpoint:ModelCheckpoint.{method}",
-            "checkpoints.py",
-            "ModelCheckpoint rewrites last.ckpt only with a new best checkpoint since Lightning 2.5 "
-            "(save_last=True); these decide and write it after every epoch",
-        )
-        for method in (
-            "_should_save_on_train_epoch_end",
-            "_should_skip_saving_checkpoint",
-            "_save_last_checkpoint",
-            "_monitor_candidates",
-        )
     ),
     PrivateName(
         "lightning.pytorch.trainer.call:_call_lightning_module_hook",

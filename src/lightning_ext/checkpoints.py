@@ -1,4 +1,4 @@
-"""Checkpoints that are never half-written, and a `last.ckpt` that is always the latest epoch.
+"""Checkpoints that are never half-written, and where the best and the last one are.
 
 AtomicCheckpointIO serialises into a temporary file in the same directory, flushes it to disk, then
 renames it over the old file in one step (os.replace is atomic on POSIX).
@@ -7,7 +7,10 @@ Lightning's own TorchCheckpointIO serialises into memory first but then writes s
 target, so a run killed during that write leaves a truncated `last.ckpt` that a resume cannot read.
 With this plugin (conf/trainer/default.yaml: `plugins`) a kill at any moment leaves either the previous
 checkpoint or the new one, and at worst a stray `.<name>.*.tmp` that the next save does not mind.
-ModelCheckpoint below (conf/callbacks/default.yaml) keeps `last.ckpt` current for `resume=<run dir>`.
+
+Which checkpoints are kept is Lightning's public ModelCheckpoint, twice (conf/callbacks/default.yaml): the
+best epoch on val/acc, and `last.ckpt`, monitoring nothing, so rewritten after every epoch (Lightning's
+`save_last=True` rewrites it only in an epoch that also wrote a new best checkpoint, since 2.5).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import lightning as L
 from lightning.fabric.plugins import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from typing_extensions import override
 
 from src.utils.files import atomic_save
@@ -36,45 +39,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_save(checkpoint, str(path).removeprefix("file://"))
 
 
-class ModelCheckpoint(LightningModelCheckpoint):
-    """Lightning's ModelCheckpoint, but `last.ckpt` is rewritten after every epoch.
-
-    Since Lightning 2.5 `save_last=True` rewrites `last.ckpt` only when a top-k checkpoint is saved in
-    the same step, so once the monitored metric stops improving `last.ckpt` falls behind, and
-    `resume=<run dir>` would silently go back to the best epoch and train those epochs again. The fix
-    calls four private methods of Lightning's ModelCheckpoint (PRIVATE_NAMES in __init__.py).
-    """
-
-    @property
-    @override
-    def state_key(self) -> str:
-        # Lightning builds this key (the repr of five settings) for every hook it calls on the callback,
-        # six times a training step; the settings do not change after __init__, so it is built once.
-        key = self.__dict__.get("_state_key")
-        if key is None:
-            key = self.__dict__["_state_key"] = super().state_key
-        return key
-
-    @override
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_behind(trainer)
-
-    @override
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_behind(trainer)
-
-    @override
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning 2.6 writes last.ckpt here when none was written yet, fast_dev_run or not; every other
-        # save of the callback skips fast_dev_run ("nothing saved": conf/trainer/default.yaml).
-        if not trainer.fast_dev_run:
-            super().on_train_end(trainer, pl_module)
-
-    def _save_last_if_behind(self, trainer: L.Trainer) -> None:
-        # _should_skip_saving_checkpoint is also true when this step's checkpoint is already written
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+def checkpoint_paths(trainer: L.Trainer) -> tuple[str, str]:
+    """(best, last): the best checkpoint on the monitored metric, and the newest one (conf/callbacks/
+    default.yaml: `model_checkpoint` keeps the best, `last_checkpoint`, monitoring nothing, last.ckpt);
+    "" for one that no callback wrote."""
+    best = last = ""
+    for callback in trainer.checkpoint_callbacks:
+        if not isinstance(callback, ModelCheckpoint):
+            continue
+        if callback.monitor is None:  # keeps its newest save_top_k checkpoints: the newest is the last
+            last = last or callback.best_model_path
+        else:
+            best = best or callback.best_model_path
+        last = callback.last_model_path or last  # save_last=True, if a config asks for it
+    return best, last

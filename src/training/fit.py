@@ -66,11 +66,10 @@ def train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
 def tested_checkpoint(trainer: L.Trainer, which: str) -> str | None:
     """The checkpoint to test: the best on val/acc, or the last epoch's (for a run that trained on its
     validation split, where "best" would select nothing). None: the weights in memory."""
-    callback = trainer.checkpoint_callback
-    if callback is None:
-        return None
-    path = callback.best_model_path if which == "best" else callback.last_model_path
-    return path or None
+    from src.lightning_ext.checkpoints import checkpoint_paths
+
+    best, last = checkpoint_paths(trainer)
+    return (best if which == "best" else last) or None
 
 
 def checked(path: str | None, module: L.LightningModule, resume: bool = False) -> str | None:

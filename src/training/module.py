@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from src.lightning_ext.checkpoints import checkpoint_paths
 from src.lightning_ext.lean_steps import CheapHookName
 from src.training.reliability import TrainingDiverged, rng_state, set_rng_state
 
@@ -183,8 +184,8 @@ class ImageClassifier(CheapHookName, L.LightningModule):
         step, value = self._divergence.tolist()
         if step < 0:
             return
-        callback = self.trainer.checkpoint_callback
-        last = getattr(callback, "last_model_path", "") or getattr(callback, "best_model_path", "")
+        best, last = checkpoint_paths(self.trainer)
+        last = last or best
         kept = f"the last good checkpoint is kept: {last}" if last else "no checkpoint had been written yet"
         lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
         raise TrainingDiverged(

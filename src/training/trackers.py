@@ -382,9 +382,10 @@ def log_result(trainer: L.Trainer, result: Mapping[str, Any]) -> None:
         return
     final = {key: float(value) for key, value in result["metrics"].items()}
     final |= {key: float(result[key]) for key in ("epochs", "fit_seconds", "params") if key in result}
-    callback = trainer.checkpoint_callback
+    from src.lightning_ext.checkpoints import checkpoint_paths  # deferred: imports Lightning
+
     paths = {
-        "best_checkpoint": getattr(callback, "best_model_path", None) or None,
+        "best_checkpoint": checkpoint_paths(trainer)[0] or None,
         "tested_checkpoint": result.get("tested_checkpoint"),
     }
     paths = {key: str(value) for key, value in paths.items() if value}
