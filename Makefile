@@ -39,7 +39,7 @@ format: setup
 tensorboard: setup  ## TensorBoard on every run under outputs/
 	$(RUN) tensorboard --logdir outputs --host localhost --port $${PORT:-6006}
 
-screenshots: setup  ## README screenshots (docs/img) of a run's TensorBoard via headless Chromium; ARGS="<run dir> --sweep <sweep dir>"
+screenshots: setup  ## docs/ screenshots (docs/img) of a run's TensorBoard via headless Chromium; ARGS="<run dir> --sweep <sweep dir>"
 	$(RUN) python scripts/screenshots.py $(ARGS)
 
 summary: setup  ## per-layer shapes, e.g. make summary ARGS="model=alexnet padding=same"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Flowers-17 AlexNet recipe on one GPU (trainer=gpu: bf16 mixed precision), for the README's GPU rows:
+# The Flowers-17 AlexNet recipe on one GPU (trainer=gpu: bf16 mixed precision), for docs/results.md:
 # the val-chosen recipe once, then its final fit on train + val with several seeds (the seed-to-seed spread
 # of the test accuracy). Each run's metrics.json is copied to <results dir>/<run>.json, its per-epoch
 # CSV log to <results dir>/<run>.csv.

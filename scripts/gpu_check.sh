@@ -10,7 +10,7 @@
 #   4. where a batch-128 step goes: profiler=simple (Lightning's hooks) and torch.profiler (wall time per
 #      step against GPU busy time, top operators) for src.train and the bare loop  -> profile.txt
 #   5. the Flowers-17 final fit's epoch time (experiment=alexnet_bn_flowers17_final, 6 epochs, profiled)
-# All of it as tables in gpu_check.md (README-ready, the GPU named), raw in gpu_check.json; the console in
+# All of it as tables in gpu_check.md (docs-ready, the GPU named), raw in gpu_check.json; the console in
 # log.txt, nvidia-smi and versions in env.txt. At most these 7 files: a device call returns 8.
 #
 #   scripts/gpu_check.sh --prepare        # HERE, once: wheels into .whl/, Flowers-17 into .gpu_data/

@@ -1,5 +1,5 @@
 """What src/lightning_ext/lean_steps.py saves a training step: `src.bench steps`' measurement of
-lenet5_mnist at batch 64, with its two changes on and off in turn, interleaved (README, Speed).
+lenet5_mnist at batch 64, with its two changes on and off in turn, interleaved (docs/speed.md).
 
     DATA_DIR=../shared/data uv run python scripts/lean_steps_ab.py [--pairs 3]
 """

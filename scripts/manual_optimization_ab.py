@@ -1,6 +1,6 @@
 """Would Lightning's manual optimization bring a LightningModule to the bare loop's speed? The plain
 LightningModule of `src.bench steps` (src/benchmark/steps.py, PlainClassifier) trained three ways,
-interleaved, each step followed by a bare twin step on the same batch (README, Speed):
+interleaved, each step followed by a bare twin step on the same batch (docs/speed.md):
 
 - automatic: Lightning's automatic optimization (the closure, the optimizer and zero-grad hooks);
 - manual: `automatic_optimization = False`; `training_step` zeroes the gradients, calls

@@ -1,4 +1,4 @@
-"""README screenshots of TensorBoard: serve a real run on loopback and capture pages with headless Chromium.
+"""docs/ screenshots of TensorBoard: serve a real run on loopback and capture pages with headless Chromium.
 
     uv run python scripts/screenshots.py [RUN_DIR] [--sweep SWEEP_DIR] [--out docs/img]
     make screenshots ARGS="outputs/train/runs/<run> --sweep outputs/train/multiruns/<sweep>"

@@ -29,8 +29,8 @@ def data_dir(tmp_path_factory):
 
 
 # ----------------------------------------------------- what each combination must be, worked out by hand
-# From the papers' layer sizes and the README's size rules, not from src/models: a convolution of kernel k
-# and stride s maps n to floor((n - k) / s) + 1 (valid) or ceil(n / s) (same); pooling windows are never
+# From the papers' layer sizes and docs/study.md's size rules, not from src/models: a convolution of kernel
+# k and stride s maps n to floor((n - k) / s) + 1 (valid) or ceil(n / s) (same); pooling windows are never
 # padded. A layer with fan-in f and o outputs has (f + 1) * o parameters (weights and biases).
 def conv_side(n: int, kernel: int, stride: int, padding: str) -> int:
     return math.ceil(n / stride) if padding == "same" else (n - kernel) // stride + 1

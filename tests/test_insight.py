@@ -93,9 +93,10 @@ def test_graph_is_logged(events):
 
 
 def test_csv_logger_gets_the_metrics_and_nothing_is_drawn_without_a_logger_for_images(tmp_path, monkeypatch):
-    """README: without a logger that takes images (`logger=csv` here; `logger=none`, fast_dev_run's dummy)
-    the insight callbacks draw nothing, not even into memory; the per-layer test statistics still reach
-    metrics.json. And `logger=csv` writes csv/metrics.csv: every epoch's scalars and the test metrics."""
+    """docs/tensorboard.md: without a logger that takes images (`logger=csv` here; `logger=none`,
+    fast_dev_run's dummy) the insight callbacks draw nothing, not even into memory; the per-layer test
+    statistics still reach metrics.json. And `logger=csv` writes csv/metrics.csv: every epoch's scalars
+    and the test metrics."""
     forbid_drawing(monkeypatch)
     data = make_tiny_mnist(tmp_path / "data", train=128, test=32)
     overrides = [*fast_overrides(data, tmp_path), "logger=csv", f"trainer.max_epochs={EPOCHS}"]

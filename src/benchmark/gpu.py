@@ -361,7 +361,7 @@ def _flowers_lines(f: dict[str, Any], kind: str, trainer: str) -> list[str]:
 
 
 def gpu_markdown(report: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The tables of the GPU check (README-ready), and torch.profiler's operator tables for profile.txt."""
+    """The tables of the GPU check (docs-ready), and torch.profiler's operator tables for profile.txt."""
     m, steps, settings = report["machine"], report["steps"], GPU_CHECK[report["mode"]]
     ok = {name: s["result"] for name, s in steps.items() if "result" in s}
     trainer = " ".join(settings["trainer"])

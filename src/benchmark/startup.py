@@ -168,7 +168,7 @@ def run_startup(
         }
 
 
-STARTUP_LABELS = ("before", "after")  # the README's columns, in this order; other labels follow
+STARTUP_LABELS = ("before", "after")  # docs/speed.md's columns, in this order; other labels follow
 
 
 def startup_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
