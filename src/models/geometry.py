@@ -30,9 +30,10 @@ from typing import Any
 
 from src.utils.errors import ConfigError
 
-# What a pooling window reduces to, and how a convolution pads (module doc of src/models/layers.py). These
-# are also the choices of the `pooling` and `padding` config groups: src/config/compose.py makes one
-# group entry per name, so a new mode is added here and nowhere else.
+# What a pooling window reduces to, and how a convolution pads (module doc of src/models/layers.py): the
+# modes the layers implement. The command line's choices are the files of conf/pooling/ and conf/padding/,
+# one per mode (`pooling=min` selects conf/pooling/min.yaml, `name: min`); tests/test_config.py checks
+# that the two agree, so a new mode is added here and as one file there.
 POOLING_MODES = ("max", "avg", "min")
 PADDING_MODES = ("valid", "same", "paper")
 ACTIVATIONS = ("tanh", "scaled_tanh", "relu", "sigmoid")
