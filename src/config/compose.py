@@ -109,7 +109,7 @@ RENAMED_CHOICES: dict[str, dict[str, str]] = {
         "seed_lenet5_cifar10": "sheet_lenet5_cifar10",
         "seed_alexnet_bn_flowers17": "sheet_alexnet_bn_flowers17",
     },
-    "trainer": {"cpu": "default"},  # conf/trainer/cpu.yaml was the same trainer as default.yaml
+    "trainer": {"cpu": "default"},  # trainer=cpu was the same trainer as trainer=default
 }
 
 

@@ -264,8 +264,8 @@ def alexnet_bn_plan(
     padding: str = "paper",
     dropout: float = 0.4,
 ) -> Plan:
-    """The study sheet's Keras AlexNet (src/models/alexnet.py, AlexNetBN): conv -> ReLU -> [pool] -> BatchNorm;
-    `padding=paper`: conv1 valid, conv2 same, conv3-5 valid, as the study sheet's Keras model."""
+    """The study sheet's Keras AlexNet (src/models/alexnet.py, AlexNetBN): conv -> ReLU -> [pool] ->
+    BatchNorm; `padding=paper`: conv1 valid, conv2 same, conv3-5 valid, as the study sheet's Keras model."""
     pad1 = resolve_padding(padding, "valid")
     pad2 = resolve_padding(padding, "same")
     pad3 = resolve_padding(padding, "valid")
