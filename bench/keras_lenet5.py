@@ -5,7 +5,7 @@ TensorFlow is not a dependency of this project, so `src.bench keras` runs this f
 environment next to it (the exact command is in src/benchmark/keras.py, KERAS_COMMAND):
 
     uv run --no-project --python 3.11 --with tensorflow-cpu==2.21.0 python bench/keras_lenet5.py \
-        --data-dir $DATA_DIR --out bench/results/keras_raw.json
+        --data-dir $DATA_DIR --out outputs/bench/keras_raw.json
 
 The network is the study sheet's: 32x32x1 input (MNIST's 28x28 zero-padded, as LeNet-5 expects) or CIFAR-10's
 32x32x3 (`--dataset cifar10`), conv 6@5x5 tanh, average pool 2, conv 16@5x5 tanh, average pool 2,

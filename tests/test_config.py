@@ -1,11 +1,13 @@
 import itertools
+import re
 
 import pytest
 from hydra.utils import instantiate
 
 from src.config.check import group_file_arguments, group_file_precisions
-from src.config.compose import check_choices, choices
+from src.config.compose import CONFIG_DIR, RENAMED_CHOICES, check_choices, choices, default_choice
 from src.config.schema import config_problems
+from src.models.geometry import PADDING_MODES, POOLING_MODES
 from src.utils.errors import ConfigError
 from tests.conftest import compose_train_config, run_cli
 
@@ -17,6 +19,21 @@ def test_groups_list_their_options():
     assert choices("padding") == ["paper", "same", "valid"]
     for group in ("model", "data", "trainer", "logger", "callbacks", "paths", "hydra", "experiment"):
         assert choices(group), group
+
+
+def test_the_pooling_and_padding_files_are_the_modes_the_layers_know():
+    """conf/pooling/ and conf/padding/ hold one file per mode of src/models/geometry.py, `name: <mode>`,
+    each with a comment saying what it does; no Python registers a group (the folders are the groups)."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    for group, modes in (("pooling", POOLING_MODES), ("padding", PADDING_MODES)):
+        assert choices(group) == sorted(modes), group
+        for mode in modes:
+            path = CONFIG_DIR / group / f"{mode}.yaml"
+            assert OmegaConf.to_container(OmegaConf.load(path)) == {"name": mode}, path
+            assert path.read_text().startswith("# "), f"{path}: a comment first"
+    assert not {"pooling", "padding"} & set(ConfigStore.instance().repo)
 
 
 @pytest.mark.parametrize("pooling,padding", itertools.product(POOLINGS, PADDINGS))
@@ -32,7 +49,46 @@ def test_every_pooling_and_padding_composes_into_the_model(tmp_path, pooling, pa
 
 def test_trainer_choices_compose(tmp_path):
     assert compose_train_config(["trainer=gpu"], tmp_path).trainer.accelerator == "gpu"
-    assert compose_train_config(["trainer=cpu"], tmp_path).trainer.accelerator == "cpu"
+    assert compose_train_config(["trainer=default"], tmp_path).trainer.accelerator == "cpu"
+    assert compose_train_config([], tmp_path).trainer.accelerator == "cpu"
+
+
+RENAMED = [
+    (
+        "experiment=seed_lenet5_mnist",
+        "experiment=seed_lenet5_mnist was renamed: use experiment=sheet_lenet5_mnist",
+    ),
+    (
+        "experiment=seed_lenet5_cifar10",
+        "experiment=seed_lenet5_cifar10 was renamed: use experiment=sheet_lenet5_cifar10",
+    ),
+    (
+        "experiment=seed_alexnet_bn_flowers17",
+        "experiment=seed_alexnet_bn_flowers17 was renamed: use experiment=sheet_alexnet_bn_flowers17",
+    ),
+    ("trainer=cpu", "trainer=cpu was renamed: use trainer=default (the default)"),
+]
+
+
+def test_the_renamed_table_names_only_gone_choices_and_existing_ones():
+    """Each old name of RENAMED_CHOICES is no file of conf/ (else its hint would hide it), each new one is."""
+    assert {f"{group}={old}" for group, names in RENAMED_CHOICES.items() for old in names} == {
+        override for override, _ in RENAMED
+    }
+    for group, names in RENAMED_CHOICES.items():
+        for old, new in names.items():
+            assert old not in choices(group) and new in choices(group), (group, old, new)
+    assert default_choice("trainer") == "default" and default_choice("experiment") is None
+
+
+@pytest.mark.parametrize(("override", "message"), RENAMED)
+def test_a_renamed_choice_is_one_line_naming_the_new_one(override, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        check_choices([override])
+    group, old = override.split("=")
+    new = RENAMED_CHOICES[group][old]
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):  # in a multirun's list too
+        check_choices(["-m", f"{group}={new},{old}"])
 
 
 def test_bad_choice_is_one_line_listing_the_options():
@@ -47,6 +103,7 @@ CLI_CASES = [
     (["pooling=median"], "error: pooling=median is not a choice; allowed: avg, max, min"),
     (["model=lenet"], "error: model=lenet is not a choice; allowed: alexnet, alexnet_bn, lenet5"),
     (["model.activation_fn=swish"], "error: activation='swish' is not supported; choose one of:"),
+    *[([override], f"error: {message}") for override, message in RENAMED],
 ]
 
 

@@ -250,18 +250,9 @@ def test_mnist_cache_damaged_or_of_an_older_layout_is_rebuilt(tmp_path):
     assert cache_line(succeeded(run_cli(*command)), "MNIST") == [] and cached.is_file()
 
     truncate(cached)
-    old = tmp_path / "cache" / "MNIST" / "raw" / "train-images-idx3-ubyte"  # what older versions gunzipped
-    old.parent.mkdir(parents=True)
-    old.write_bytes(b"\0\0\x08\x03")  # and then found cut short, on every later run
-    lines = cache_line(succeeded(run_cli(*command)), "MNIST")
-    assert lines == [
-        f"MNIST: removed {old}, left in the cache by an older version of this code",
-        lines[1],
-    ]
-    assert lines[1].startswith(f"MNIST: the cached copy {cached} cannot be read (") and lines[1].endswith(
-        "; rebuilding it from the source"
-    )
-    assert not old.exists()
+    [line] = cache_line(succeeded(run_cli(*command)), "MNIST")
+    assert line.startswith(f"MNIST: the cached copy {cached} cannot be read (")
+    assert line.endswith("; rebuilding it from the source")
     state = torch.load(cached, weights_only=True)
     state["layout"] = cache.LAYOUT - 1  # written by an older version of the code
     torch.save(state, cached)
@@ -281,11 +272,7 @@ def test_cifar10_cache_damaged_or_of_an_older_layout_is_rebuilt(tmp_path):
     state = torch.load(cached, weights_only=True)
     state["tensors"]["train_images"][3, 1, 4, 5] += 1  # one pixel changed, the file whole
     torch.save(state, cached)
-    old = tmp_path / "cache" / "cifar10" / "cifar-10-batches-py"  # where older versions extracted
-    old.mkdir()
-    (old / "data_batch_3").write_bytes(b"\x80\x02}q\x00")  # a pickle cut short: UnpicklingError
     assert cache_line(succeeded(run_cli(*command)), "CIFAR-10") == [
-        f"CIFAR-10: removed {old}, left in the cache by an older version of this code",
         f"CIFAR-10: the cached copy {cached} is damaged (train_images fail their checksum); rebuilding it "
         "from the source",
     ]

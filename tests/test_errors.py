@@ -69,7 +69,8 @@ def test_bad_inputs_fail_in_one_line_before_training(tmp_path):
                 r"model\.dropout=1\.5 is out of range: must be 0 <= dropout < 1(;|$)",
                 r"data\.min_crop_area=0 is out of range: must be 0 < min_crop_area <= 1 or null(;|$)",
                 r"trainer\.max_epochs=0 is out of range: must be an integer >= 1(;|$)",
-                r"trainer\.accelerator=gpu is not available: no CUDA GPU on this machine; use trainer=cpu",
+                r"trainer\.accelerator=gpu is not available: no CUDA GPU on this machine; "
+                r"use trainer=default",
                 r"model\.input_size=300 is too large for data=flowers17: must be <= 256",
             ],
         ),

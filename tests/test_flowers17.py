@@ -81,8 +81,6 @@ def test_1360_images_80_a_class_in_number_order(data_dir, cache_dir, colours):
     assert dataset.targets[79] == 0 and dataset.targets[80] == 1 and dataset.targets[1359] == 16
     centres = dataset.data[:, :, 128, 128].int()
     assert (centres - torch.from_numpy(colours).int()).abs().max() <= 8  # image i is entry i - 1
-    image, label = dataset[1000]
-    assert image.shape == (3, 256, 256) and label == 1000 // 80
 
 
 def test_decoding_happens_once_then_the_cache_is_loaded(data_dir, cache_dir, monkeypatch):
@@ -105,9 +103,6 @@ def test_decoding_happens_once_then_the_cache_is_loaded(data_dir, cache_dir, mon
 def test_a_replaced_archive_is_decoded_again(tmp_path, jpegs, caplog):
     archive = write_tgz(tmp_path / "data" / "17flowers.tgz", jpegs)
     cached = decoded_cache_file(tmp_path / "cache")
-    stale = cached.with_name("17flowers-256px-123-456.pt")  # the per-archive name of older versions
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"old")
     first = Flowers17(tmp_path / "data", cache_dir=tmp_path / "cache")
     recolour = {1: jpegs[2]}  # image 1 now looks like image 2
     write_tgz(archive, {**jpegs, **recolour})

@@ -20,7 +20,8 @@ def count(model: torch.nn.Module) -> int:
 
 def test_lenet5_parameter_counts_match_the_paper_setup():
     assert count(LeNet5(in_channels=1, input_size=32, padding="valid")) == 61_706
-    assert count(LeNet5(in_channels=3, input_size=32, padding="valid")) == 62_006  # the sheet's CIFAR run
+    # the study sheet's CIFAR run:
+    assert count(LeNet5(in_channels=3, input_size=32, padding="valid")) == 62_006
 
 
 def test_lenet5_batch_norm_adds_two_batchnorms_before_the_activations():

@@ -54,6 +54,12 @@ def mistakes(tmp_path: Path) -> list[tuple[list[str], str]]:
     empty.mkdir()
     return [
         (["pooling=median"], "error: pooling=median is not a choice; allowed: avg, max, min"),
+        (["padding=full"], "error: padding=full is not a choice; allowed: paper, same, valid"),
+        (["trainer=cpu"], "error: trainer=cpu was renamed: use trainer=default (the default)"),
+        (
+            ["experiment=seed_lenet5_mnist"],
+            "error: experiment=seed_lenet5_mnist was renamed: use experiment=sheet_lenet5_mnist",
+        ),
         (["model=lenet"], "error: model=lenet is not a choice; allowed: alexnet, alexnet_bn, lenet5"),
         (["model.input_size=8"], "error: input 8x8 is too small: the feature map vanishes at layer conv2"),
         (

@@ -142,9 +142,9 @@ def test_each_scheduler_sets_the_learning_rate_it_promises(tiny_mnist, tmp_path,
 
 
 def test_val_size_0_validates_on_the_test_split_and_early_stopping_stops(tiny_mnist, tmp_path):
-    """data.val_size=0 (the sheet's CIFAR-10 setting): all 256 training images train (8 steps an epoch) and
-    validation is the test split. With lr 0 the weights never change, so val/acc never improves after the
-    first epoch: early stopping (patience 1) ends the 10-epoch run after its second epoch."""
+    """data.val_size=0 (the study sheet's CIFAR-10 setting): all 256 training images train (8 steps an
+    epoch) and validation is the test split. With lr 0 the weights never change, so val/acc never improves
+    after the first epoch: early stopping (patience 1) ends the 10-epoch run after its second epoch."""
     overrides = [o for o in fast_overrides(tiny_mnist, tmp_path) if not o.startswith("data.val_size=")]
     overrides += ["data.val_size=0", "optimizer.lr=0", "trainer.max_epochs=10", "logger=none"]
     overrides += ["callbacks=early_stopping", "callbacks.early_stopping.patience=1"]

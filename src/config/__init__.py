@@ -1,7 +1,7 @@
 """From a command line to a checked config, before torch or Lightning is imported (tests/test_startup.py
 checks that nothing here imports them):
 
-    compose.py  conf/ as Hydra composes it: resolvers, the pooling/padding groups, choices, composing
+    compose.py  conf/ as Hydra composes it: resolvers, the groups' choices (and renamed ones), composing
     check.py    validate_command_line: everything that can fail before a run, answered in one line
     schema.py   the rules of the keys every run has (the datasets' own: src/data/catalog.py)
 """

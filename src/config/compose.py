@@ -1,11 +1,13 @@
 """conf/ as Hydra composes it, for the entry points and the config check.
 
-Besides the YAML files of conf/, composing needs what this module registers when it is imported:
-- resolvers that conf/ names: `${project_root:}` (conf/paths), `${dataset:num_classes}` and
-  `${dataset:image_channels}` (conf/model: from the card of `data._target_`, src/data/catalog.py),
-  `${devices_per_node:...}` and `${gpus_per_node:...}` (conf/hydra/launcher: what SLURM reserves);
-- the `pooling` and `padding` config groups, one choice per name of src/models/geometry.py's
-  POOLING_MODES and PADDING_MODES, so that the names the layers know are the choices, and only there.
+Besides the YAML files of conf/, composing needs the resolvers conf/ names, which this module registers
+when it is imported: `${project_root:}` (conf/paths), `${dataset:num_classes}` and
+`${dataset:image_channels}` (conf/model: from the card of `data._target_`, src/data/catalog.py),
+`${devices_per_node:...}` and `${gpus_per_node:...}` (conf/hydra/launcher: what SLURM reserves).
+
+Every config group is a folder of conf/ and its choices are the folder's files (`choices`), the
+`pooling` and `padding` groups too (conf/pooling/*.yaml, conf/padding/*.yaml); a choice that conf/ no
+longer has, because it was renamed or removed, is answered with the one to use (`RENAMED_CHOICES`).
 
 `compose_config` is Hydra's compose API (no run directory, no logging), for checks and tools.
 """
@@ -19,13 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
-from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from src.data.catalog import dataset_for_target
-from src.models.geometry import PADDING_MODES, POOLING_MODES
 from src.utils.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -94,35 +94,51 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, resolver)
 
 
-def register_layer_groups() -> None:
-    """The `pooling` and `padding` config groups: `pooling=min` selects `{name: min}` (the networks read
-    `${pooling.name}`), one choice per mode src/models/geometry.py knows."""
-    store = ConfigStore.instance()
-    for group, modes in (("pooling", POOLING_MODES), ("padding", PADDING_MODES)):
-        for mode in modes:
-            store.store(group=group, name=mode, node={"name": mode})
-
-
 register_resolvers()
-register_layer_groups()
 
 
 # ------------------------------------------------------------------------------------- composing
 _GROUP_OVERRIDE = re.compile(r"^[+~]*(?P<group>[a-z_]+)=(?P<value>[\w.,-]*)$")
 
+# Choices conf/ had and no longer has: group -> old name -> the choice to use instead. `group=old` is
+# answered in one line naming it (`check_choices`), before anything is composed. The one table of them.
+RENAMED_CHOICES: dict[str, dict[str, str]] = {
+    # The study sheet's recipes: "seed" is the random seed's word only.
+    "experiment": {
+        "seed_lenet5_mnist": "sheet_lenet5_mnist",
+        "seed_lenet5_cifar10": "sheet_lenet5_cifar10",
+        "seed_alexnet_bn_flowers17": "sheet_alexnet_bn_flowers17",
+    },
+    "trainer": {"cpu": "default"},  # trainer=cpu was the same trainer as trainer=default
+}
+
 
 def choices(group: str) -> list[str]:
-    """The options of a config group: the YAML files in conf/<group>/, or the choices registered above
-    (pooling, padding); [] when `group` is no config group."""
-    if (CONFIG_DIR / group).is_dir():
-        return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
-    if not isinstance(ConfigStore.instance().repo.get(group), dict):
-        return []
-    return sorted(name.removesuffix(".yaml") for name in ConfigStore.instance().list(group))
+    """The options of a config group: the YAML files in conf/<group>/; [] when `group` is no group."""
+    return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def default_choice(group: str) -> str | None:
+    """The choice conf/train.yaml's defaults list makes for `group` (None: none, or no such group)."""
+    for entry in OmegaConf.load(CONFIG_DIR / "train.yaml").get("defaults", []):
+        if isinstance(entry, DictConfig) and group in entry:
+            return entry[group]
+    return None
+
+
+def renamed_choice_problem(group: str, value: str) -> str | None:
+    """The one line for a choice of RENAMED_CHOICES (None for any other), e.g. `experiment=seed_lenet5_mnist
+    was renamed: use experiment=sheet_lenet5_mnist`."""
+    new = RENAMED_CHOICES.get(group, {}).get(value)
+    if new is None:
+        return None
+    default = " (the default)" if new == default_choice(group) else ""
+    return f"{group}={value} was renamed: use {group}={new}{default}"
 
 
 def check_choices(overrides: Sequence[str]) -> None:
-    """Fail fast, in one line, on `group=option` overrides that name no option (e.g. pooling=median).
+    """Fail fast, in one line, on `group=option` overrides that name no option (e.g. pooling=median), or
+    one that was renamed (RENAMED_CHOICES: the line names the new one).
 
     Only plain values and comma lists (multirun sweeps) are checked; Hydra's sweep functions such as
     choice(...) or range(...) are left to Hydra.
@@ -131,12 +147,14 @@ def check_choices(overrides: Sequence[str]) -> None:
         match = _GROUP_OVERRIDE.match(override)
         if not match:
             continue
-        allowed = choices(match["group"])
+        group = match["group"]
+        allowed = choices(group)
         if not allowed:  # not a config group
             continue
         for value in match["value"].split(","):
             if value not in allowed and value != "null":
-                raise ConfigError(f"{match['group']}={value} is not a choice; allowed: {', '.join(allowed)}")
+                listed = f"{group}={value} is not a choice; allowed: {', '.join(allowed)}"
+                raise ConfigError(renamed_choice_problem(group, value) or listed)
 
 
 def first_of_each_sweep(overrides: Sequence[str]) -> list[str]:

@@ -90,12 +90,12 @@ def _devices_problem(cfg: DictConfig, on_this_machine: bool = True) -> str | Non
     if on_this_machine and accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         return (
             f"trainer.accelerator={accelerator} is not available: no CUDA GPU on this machine; "
-            "use trainer=cpu (or trainer.accelerator=cpu)"
+            "use trainer=default (or trainer.accelerator=cpu)"
         )
     if accelerator == "mps" and not torch.backends.mps.is_available():
-        return "trainer.accelerator=mps is not available on this machine; use trainer=cpu"
+        return "trainer.accelerator=mps is not available on this machine; use trainer=default"
     if accelerator == "tpu":
-        return "trainer.accelerator=tpu is not supported here; use trainer=cpu or trainer=gpu"
+        return "trainer.accelerator=tpu is not supported here; use trainer=default or trainer=gpu"
     if devices is _ABSENT or devices in ("auto", -1, "-1"):
         return None
     if is_int(devices):

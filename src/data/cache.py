@@ -14,14 +14,13 @@ worth keeping if a later run can tell that it is whole and current, so each one 
 rebuilt, rebuilds it from the source, and the run goes on. Writes are atomic (src/utils/files.py); a
 cache that has no room left for the entry is said in one line too, and the run goes on without it.
 Every dataset keeps what it decodes here (MNIST from its .gz files, CIFAR-10 from its pickles,
-Flowers-17 from its JPEGs); `remove_stale` clears what older layouts of the cache left, which nothing
-reads any more.
+Flowers-17 from its JPEGs). A file of an older layout is rebuilt like any other that does not match;
+files that older versions kept under other names are never read.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -85,19 +84,3 @@ def load_or_build(
     except NoSpaceError as error:  # the data is in memory: this run goes on, the next decodes again
         log.warning("%s: not cached, %s", what, error)
     return tensors
-
-
-def remove_stale(paths: Iterable[Path], what: str) -> None:
-    """Remove the files or folders an older layout of the cache left (nothing reads them any more), and
-    say so in one line; in a read-only cache they stay, unread."""
-    removed = []
-    for path in paths:
-        try:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        except OSError:  # absent, or a read-only cache
-            continue
-        removed.append(str(path))
-    if removed:
-        log.warning(
-            "%s: removed %s, left in the cache by an older version of this code", what, ", ".join(removed)
-        )

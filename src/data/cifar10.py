@@ -12,8 +12,6 @@ The six pickles are decoded once into `<cache_dir>/cifar10/cifar10-uint8.pt` (sr
 images and labels, with a checksum of each, rebuilt when damaged or when the source changes); later runs
 only load that file, and the extracted pickles are removed once decoded. Only the extracted files are
 read, never the archive's own md5: a repacked archive of the official files is as good as the original.
-Older versions kept the extracted pickles in `<cache_dir>/cifar10/cifar-10-batches-py/` and read them
-unchecked; that folder is removed (src/data/cache.py: remove_stale).
 
 The training set is split deterministically (`split_seed`) into 45,000 for training and 5,000 for
 validation; training batches get the usual augmentation: random 32x32 crops of the image zero-padded
@@ -34,7 +32,7 @@ from torchvision.datasets import CIFAR10
 
 from src.data import catalog
 from src.data.base import InMemoryDataModule, TensorSplit, random_crops
-from src.data.cache import fingerprint, load_or_build, remove_stale
+from src.data.cache import fingerprint, load_or_build
 from src.data.files import download_atomically, download_dir, extract_folder_atomically
 from src.utils.errors import DataError
 
@@ -129,7 +127,6 @@ def load_cifar10(data_dir: Path, cache_dir: Path, download: bool) -> dict[str, T
     sources = find_sources(data_dir, cache_dir, download)
     files = [path for source in sources for path in _files(source)]
     cache = cache_dir / "cifar10"
-    remove_stale([cache / FOLDER], "CIFAR-10")
     return load_or_build(
         cache / "cifar10-uint8.pt", fingerprint(files), lambda: decode_first(sources, cache), "CIFAR-10"
     )

@@ -28,18 +28,15 @@ from __future__ import annotations
 import io
 import re
 import tarfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.datasets import VisionDataset
 
 from src.data.base import InMemoryDataModule, TensorSplit, random_crops, random_resized_crops
-from src.data.cache import fingerprint, load_or_build, remove_stale
+from src.data.cache import fingerprint, load_or_build
 from src.data.catalog import FLOWERS17
 from src.data.files import CORRUPT_ARCHIVE, download_atomically, download_dir
 from src.utils.errors import DataError
@@ -133,8 +130,6 @@ def load_or_decode(archive: Path, cache_dir: Path) -> tuple[Tensor, Tensor]:
     """The decoded archive from the cache, decoding (and caching) it first if need be; an entry that is
     damaged or was decoded from another archive is decoded again."""
     cached = decoded_cache_file(cache_dir)
-    # The layout before src/data/cache.py: one file per archive version.
-    remove_stale(cached.parent.glob(f"17flowers-{DECODED_SIZE}px-*.pt"), "Flowers-17")
 
     def decode() -> dict[str, Tensor]:
         images, labels = decode_archive(archive)
@@ -144,27 +139,17 @@ def load_or_decode(archive: Path, cache_dir: Path) -> tuple[Tensor, Tensor]:
     return state["images"], state["labels"]
 
 
-class Flowers17(VisionDataset):
-    """Oxford Flowers-17 in torchvision's style: `Flowers17(root, cache_dir=..., download=True)`.
+class Flowers17:
+    """Oxford Flowers-17, decoded: `Flowers17(root, cache_dir=..., download=True)`.
 
     `root` is searched for the archive (see the module docstring) and may be read-only; the decoded
-    images go into `cache_dir` (default: `root`, as torchvision datasets write into their root).
-    `data` is uint8 (1360, 3, 256, 256), `targets` int64 (1360,); an item is (uint8 image (3, 256, 256),
-    class index), passed through `transform` / `target_transform`: torchvision's v2 transforms take
-    such tensors.
+    images go into `cache_dir` (default: `root`). `data` is uint8 (1360, 3, 256, 256), `targets` int64
+    (1360,), `archive` the file they were decoded from; the datamodule below splits and augments them.
     """
 
     classes = CLASSES
 
-    def __init__(
-        self,
-        root: str | Path,
-        cache_dir: str | Path | None = None,
-        transform: Callable[..., Any] | None = None,
-        target_transform: Callable[..., Any] | None = None,
-        download: bool = False,
-    ) -> None:
-        super().__init__(root, transform=transform, target_transform=target_transform)
+    def __init__(self, root: str | Path, cache_dir: str | Path | None = None, download: bool = False) -> None:
         self.root_dir = Path(root).expanduser()
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else self.root_dir
         self.archive = self._archive(download)
@@ -183,19 +168,8 @@ class Flowers17(VisionDataset):
             raise DataError(f"{_missing_message(self.root_dir)} (download failed: {error})") from error
         return target
 
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        image, target = self.data[index], int(self.targets[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target
-
     def __len__(self) -> int:
         return len(self.targets)
-
-    def extra_repr(self) -> str:
-        return f"Archive: {self.archive}\nCache: {self.cache_dir / 'flowers17'}"
 
 
 # ---------------------------------------------------------------------------------- splits

@@ -10,8 +10,7 @@ says what is missing and where.
 Plain files are read where they are. Gzipped ones are decompressed in memory and the decoded tensors
 kept in `<cache_dir>/MNIST/mnist-uint8.pt` through src/data/cache.py, like CIFAR-10's and Flowers-17's:
 with a checksum of each tensor and the names, sizes and times of the `.gz` files, so a damaged or stale
-copy is rebuilt from them with one line, never misread. (Older versions gunzipped into
-`<cache_dir>/MNIST/raw/<name>` and read those files unchecked; such leftovers are removed.)
+copy is rebuilt from them with one line, never misread.
 
 The files are read here (`read_idx`, a few lines; what torchvision.datasets.MNIST reads too), so a run
 on MNIST does not import torchvision; only a download does (its mirrors and md5 sums).
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor
 
 from src.data.base import InMemoryDataModule, TensorSplit
-from src.data.cache import fingerprint, load_or_build, remove_stale
+from src.data.cache import fingerprint, load_or_build
 from src.data.catalog import MNIST
 from src.data.files import download_atomically, download_dir, gunzip
 from src.utils.errors import DataError
@@ -44,7 +43,7 @@ MNIST_FILES = (
 def locate_mnist(data_dir: Path, cache_dir: Path) -> dict[str, Path] | None:
     """Each IDX file's source (MNIST_FILES -> path), or None when one is missing: plain or `.gz` in
     `<data_dir>/MNIST/raw/`, else a `.gz` in `<cache_dir>/MNIST/raw/` (a download). Plain files in the
-    cache are never sources: older versions decompressed into it, unchecked."""
+    cache are never sources: nothing there checks them."""
     source, cache = data_dir / "MNIST" / "raw", cache_dir / "MNIST" / "raw"
     found = {}
     for name in MNIST_FILES:
@@ -102,18 +101,11 @@ def decode(sources: dict[str, Path]) -> dict[str, Tensor]:
 def load_mnist(sources: dict[str, Path], cache_dir: Path) -> dict[str, Tensor]:
     """The decoded files: read in place when all are plain, else from the checked cache (module doc)."""
     cache = cache_dir / "MNIST"
-    remove_stale(old_layout(sources, cache / "raw"), "MNIST")
     if not any(path.suffix == ".gz" for path in sources.values()):
         return decode(sources)
     return load_or_build(
         cache / "mnist-uint8.pt", fingerprint(sources.values()), lambda: decode(sources), "MNIST"
     )
-
-
-def old_layout(sources: dict[str, Path], raw_cache: Path) -> list[Path]:
-    """The plain files older versions gunzipped into the cache (unless one is itself a source)."""
-    old = [raw_cache / name for name in MNIST_FILES]
-    return [path for path in old if path.is_file() and not path.samefile(sources[path.name])]
 
 
 def download_mnist(target: Path) -> None:

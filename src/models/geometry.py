@@ -30,9 +30,10 @@ from typing import Any
 
 from src.utils.errors import ConfigError
 
-# What a pooling window reduces to, and how a convolution pads (module doc of src/models/layers.py). These
-# are also the choices of the `pooling` and `padding` config groups: src/config/compose.py makes one
-# group entry per name, so a new mode is added here and nowhere else.
+# What a pooling window reduces to, and how a convolution pads (module doc of src/models/layers.py): the
+# modes the layers implement. The command line's choices are the files of conf/pooling/ and conf/padding/,
+# one per mode (`pooling=min` selects conf/pooling/min.yaml, `name: min`); tests/test_config.py checks
+# that the two agree, so a new mode is added here and as one file there.
 POOLING_MODES = ("max", "avg", "min")
 PADDING_MODES = ("valid", "same", "paper")
 ACTIVATIONS = ("tanh", "scaled_tanh", "relu", "sigmoid")
@@ -263,8 +264,8 @@ def alexnet_bn_plan(
     padding: str = "paper",
     dropout: float = 0.4,
 ) -> Plan:
-    """The sheet's Keras AlexNet (src/models/alexnet.py, AlexNetBN): conv -> ReLU -> [pool] -> BatchNorm;
-    `padding=paper`: conv1 valid, conv2 same, conv3-5 valid, as the study sheet's Keras model."""
+    """The study sheet's Keras AlexNet (src/models/alexnet.py, AlexNetBN): conv -> ReLU -> [pool] ->
+    BatchNorm; `padding=paper`: conv1 valid, conv2 same, conv3-5 valid, as the study sheet's Keras model."""
     pad1 = resolve_padding(padding, "valid")
     pad2 = resolve_padding(padding, "same")
     pad3 = resolve_padding(padding, "valid")

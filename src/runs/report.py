@@ -295,8 +295,8 @@ def groups_table(groups: Sequence[Group], common: Sequence[str]) -> str:
 
 
 def map_statistics_table(groups: Sequence[Group], common: Sequence[str]) -> str | None:
-    """What each activation / pooling layer passes on (src.insight.FeatureMapStatistics: the fraction of
-    exact zeros and the mean value over the test set), averaged over each setting's seeds."""
+    """What each activation / pooling layer passes on (src.training.insight.FeatureMapStatistics: the
+    fraction of exact zeros and the mean value over the test set), averaged over each setting's seeds."""
     names = sorted(
         {
             k.split("/", 1)[1].rsplit("_", 1)[0]

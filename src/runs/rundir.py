@@ -9,7 +9,7 @@
     ├── eval_<split>.json                       src.eval
     └── .running                                flock'ed by the training process while it runs
 
-The configs in conf/ name `checkpoints/` and `tensorboard/` for the writers (tests/test_runs.py checks
+The configs in conf/ name `checkpoints/` and `tensorboard/` for the writers (tests/test_rundir.py checks
 that they agree with the names here); everything that reads a run (src.train's resume=, src.eval,
 src.report, src.sweep, src.bench) reads it through `RunDir`.
 
@@ -41,9 +41,6 @@ from src.utils.errors import ConfigError, UserError
 from src.utils.files import atomic_open, write_json_atomically
 
 FINISHED, RUNNING, STOPPED = "finished", "running", "stopped"
-# Keys that configs saved before the datasets declared their own class count and channels
-# (src/data/catalog.py) hold under `data:`, and that the datamodules no longer take.
-RETIRED_DATA_KEYS = ("num_classes", "image_channels")
 # What every config src.train saves holds, and what src.eval rebuilds the run from.
 RUN_CONFIG_KEYS = ("data", "model", "module")
 
@@ -159,11 +156,6 @@ class RunDir:
             raise RunFileError(
                 f"{path} is damaged: it lacks {', '.join(missing)}, which every run's config has"
             )
-        data = cfg.get("data")
-        if isinstance(data, DictConfig) and any(key in data for key in RETIRED_DATA_KEYS):
-            cfg.model = OmegaConf.to_container(cfg.model, resolve=True)  # it may interpolate them
-            for key in RETIRED_DATA_KEYS:
-                data.pop(key, None)
         return cfg
 
     def tested_checkpoint(self) -> Path:
