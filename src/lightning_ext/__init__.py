@@ -8,6 +8,7 @@ of their classes it adjusts:
     precision.py     the `trainer.precision` values Lightning accepts, for the config check
     lean_imports.py  torchmetrics without the optional packages it would import for nothing
     lean_steps.py    Lightning's per-hook bookkeeping (no-op profiler, hook name) made cheaper
+    loggers.py       W&B's logger without a deprecation warning of its own making
 
 Every private name of those libraries that the project uses is used in this package, and only here;
 PRIVATE_NAMES lists each one: where, what it works around, since when. tests/test_lightning_ext.py looks
@@ -26,6 +27,7 @@ class PrivateName:
     symbol: str  # "module:attribute", the attribute possibly dotted (a class's method)
     used_in: str  # the module of this package that uses it
     why: str
+    instance: bool = False  # an attribute the class's __init__ sets, not one of the class itself
 
 
 PRIVATE_NAMES: tuple[PrivateName, ...] = (
@@ -41,6 +43,13 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "lean_steps.py",
         "it and its siblings set LightningModule._current_fx_name around every hook; CheapHookName "
         "stores that without nn.Module.__setattr__'s checks (Lightning 2.x)",
+    ),
+    PrivateName(
+        "lightning.pytorch.loggers.wandb:WandbLogger._wandb_init",
+        "loggers.py",
+        "the keyword arguments WandbLogger passes wandb.init; `anonymous=None` is dropped from them (W&B "
+        ">= 0.20 warns about it; Lightning 2.x passes it always)",
+        instance=True,
     ),
     PrivateName(
         "lightning.pytorch.core.module:_jit_is_scripting",

@@ -48,6 +48,7 @@ from urllib.parse import unquote, urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.lightning_ext.loggers import drop_anonymous
 from src.training.hparams import flat_hparams
 from src.utils.errors import ConfigError, UserError
 
@@ -188,12 +189,7 @@ def wandb_logger(
         settings={"silent": True, "console": "off", **(settings or {})},
         **kwargs,
     )
-    # Lightning always passes wandb.init `anonymous` (None by default), which W&B >= 0.20 answers with a
-    # deprecation warning on the console; None is W&B's default anyway.
-    init = getattr(logger, "_wandb_init", {})
-    if init.get("anonymous") is None:
-        init.pop("anonymous", None)
-    return logger
+    return drop_anonymous(logger)  # no deprecation warning from W&B (src/lightning_ext/loggers.py)
 
 
 def local_store(tracking_uri: str) -> Path | None:
