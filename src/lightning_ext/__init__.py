@@ -7,7 +7,6 @@ of their classes it adjusts:
     process.py       once per process: quieter logs, a cheap CUDA check, the command of DDP ranks
     precision.py     the `trainer.precision` values Lightning accepts, for the config check
     lean_imports.py  torchmetrics without the optional packages it would import for nothing
-    lean_steps.py    Lightning's per-hook bookkeeping (no-op profiler, hook name) made cheaper
     loggers.py       W&B's logger without a deprecation warning of its own making
 
 Every private name of those libraries that the project uses is used in this package, and only here;
@@ -37,12 +36,6 @@ PRIVATE_NAMES: tuple[PrivateName, ...] = (
         "replaced: Lightning starts the DDP ranks of a Hydra run with the parent's sys.argv, which in a "
         "multirun holds the whole sweep (Lightning 2.x; upstream: Lightning-AI/pytorch-lightning#18175, "
         "open)",
-    ),
-    PrivateName(
-        "lightning.pytorch.trainer.call:_call_lightning_module_hook",
-        "lean_steps.py",
-        "it and its siblings set LightningModule._current_fx_name around every hook; CheapHookName "
-        "stores that without nn.Module.__setattr__'s checks (Lightning 2.x)",
     ),
     PrivateName(
         "lightning.pytorch.loggers.wandb:WandbLogger._wandb_init",

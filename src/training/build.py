@@ -52,15 +52,12 @@ def lightning_defaults(cfg: DictConfig, callbacks: list[L.Callback]) -> dict[str
     Lightning adds a ModelCheckpoint and a progress bar of its own when the callbacks hold none; here the
     `callbacks` group is the whole list: `callbacks=none` means no checkpoints (the test then uses the
     final weights) and `callbacks.progress_bar=null` no bar, unless trainer.enable_checkpointing /
-    trainer.enable_progress_bar say otherwise. With no profiler chosen, Lightning's no-op one is replaced
-    by one without its per-hook cost (src/lightning_ext/lean_steps.py)."""
+    trainer.enable_progress_bar say otherwise."""
     from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-
-    from src.lightning_ext.lean_steps import QuietProfiler
 
     present = {
         "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),
         "enable_progress_bar": any(isinstance(c, ProgressBar) for c in callbacks),
     }
     chosen = {flag: on for flag, on in present.items() if cfg.trainer.get(flag) is None}
-    return chosen | ({} if cfg.trainer.get("profiler") else {"profiler": QuietProfiler()})
+    return chosen

@@ -20,11 +20,10 @@ from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from src.lightning_ext.checkpoints import checkpoint_paths
-from src.lightning_ext.lean_steps import CheapHookName
 from src.training.reliability import TrainingDiverged, rng_state, set_rng_state
 
 
-class ImageClassifier(CheapHookName, L.LightningModule):
+class ImageClassifier(L.LightningModule):
     KEEP_LOGITS = 2**20  # training logits kept (4 MB in float32) before they are added to the epoch's sums
 
     def __init__(
