@@ -12,8 +12,8 @@ checkpoint, this model's: src/utils/checkpoints.py) and loaded with `torch.load(
 our checkpoints hold tensors and plain values only, never pickled code. A damaged or foreign
 checkpoint, metrics.json or saved config ends in one line naming the file. Further `key=value` overrides
 change the saved config (unknown keys are an error). The split is evaluated in order, in batches of
-`data.eval_batch_size`, with the validation/test view of the images (no augmentation), exactly as
-`trainer.test` saw it, so `split=test` reproduces the run's test/acc.
+`data.eval_batch_size`, by Lightning's `trainer.test` (the test split, with its test view) or
+`trainer.validate` (the others), with no augmentation, so `split=test` reproduces the run's test/acc.
 
 Prints the results and writes them next to the run: `<run>/eval_<split>.json`.
 """
@@ -21,15 +21,19 @@ Prints the results and writes them next to the run: `<run>/eval_<split>.json`.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
+from src.lightning_ext.process import prepare_process
 from src.runs.rundir import RUN_CONFIG_KEYS, RunDir
 from src.utils.checkpoints import check_checkpoint, state_shapes
 from src.utils.errors import UserError, user_errors
@@ -79,22 +83,9 @@ def evaluate(
     except Exception as error:  # a truncated file, or one that would need pickled code
         raise UserError(f"cannot load {checkpoint_path}: {str(error).splitlines()[0]}") from error
     module.load_state_dict(checkpoint["state_dict"])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    module.to(device).eval()
-
-    datamodule.setup("test")
-    datamodule.evaluating_split = split  # the test split gets the test view (ten crops) as in trainer.test
-    data = datamodule.splits[split]
+    prepare_process()  # Lightning's console tips off, as in src.train
     classes = module.model.num_classes
-    counts = torch.zeros(classes * classes, dtype=torch.long, device=device)
-    batch_size = datamodule.eval_batch_size
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            images, labels = data[list(range(start, min(start + batch_size, len(data))))]
-            images, labels = images.to(device), labels.to(device)
-            predicted = module(datamodule.to_model_input(images, train=False)).argmax(dim=1)
-            counts += torch.bincount(labels * classes + predicted, minlength=classes * classes)
-    matrix = counts.view(classes, classes).cpu()
+    matrix = confusion_matrix(module, datamodule, split, classes)
     names = datamodule.label_names(classes)
     per_class = matrix.diag().double() / matrix.sum(dim=1).clamp_min(1).double()
     result = {
@@ -111,6 +102,45 @@ def evaluate(
     }
     run.write_eval(split, result)
     return result
+
+
+class ConfusionCounter(L.Callback):
+    """Counts (true, predicted) pairs from the logits each evaluation step returns
+    (src/training/module.py: `validation_step` and `test_step` return them)."""
+
+    def __init__(self, classes: int) -> None:
+        self.classes, self.counts = classes, torch.zeros(classes * classes, dtype=torch.long)
+
+    def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        pairs = batch[1] * self.classes + outputs.argmax(dim=1)
+        self.counts += torch.bincount(pairs, minlength=self.classes**2).cpu()
+
+    on_test_batch_end = on_validation_batch_end
+
+
+def confusion_matrix(
+    module: L.LightningModule, datamodule: L.LightningDataModule, split: str, classes: int
+) -> Tensor:
+    """(true, predicted) counts of `split`, evaluated by Lightning as fit and test evaluate: `trainer.test`
+    for the test split (with its test view, e.g. Flowers-17's ten crops), `trainer.validate` for the
+    validation split and for the training images (in order, without augmentation)."""
+    counter = ConfusionCounter(classes)
+    trainer = L.Trainer(
+        accelerator="auto",
+        devices=1,
+        logger=False,
+        callbacks=[counter],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    if split == "test":
+        trainer.test(module, datamodule=datamodule, verbose=False)
+    else:
+        if split == "train":  # the validation loop over the training images
+            datamodule.val_dataloader = functools.partial(datamodule.loader, "train", train=False)
+        trainer.validate(module, datamodule=datamodule, verbose=False)
+    return counter.counts.view(classes, classes)
 
 
 def format_result(result: dict[str, Any]) -> str:

@@ -40,6 +40,9 @@ def test_eval_other_split_and_last_checkpoint(run_dir, tmp_path, capsys):
     eval_main([str(run_dir), "split=val", "data.eval_batch_size=7"])  # in-process: quicker than the CLI
     assert "val accuracy" in capsys.readouterr().out
     assert json.loads((run_dir / "eval_val.json").read_text())["total"] == 64  # data.val_size
+    eval_main([str(run_dir), "split=train"])  # the training images, in order, without augmentation
+    trained = json.loads((run_dir / "eval_train.json").read_text())
+    assert trained["total"] == 256 - 64 and trained["accuracy"] > 0.5  # what was not held out; learnable
     # a copy without metrics.json falls back to checkpoints/last.ckpt
     copy = tmp_path / "copy"
     (copy / "checkpoints").mkdir(parents=True)

@@ -225,10 +225,6 @@ def test_train_eval_and_ten_crop_shapes(tmp_path, input_size, input_channels, cr
     assert datamodule.to_model_input(images, train=True).shape == model_input
     centre = datamodule.to_model_input(images, train=False)  # no trainer: one centre crop
     assert centre.shape == model_input
-    datamodule.evaluating_split = "test"  # src.eval outside a trainer: the test view, ten crops
-    assert datamodule.to_model_input(images, train=False).shape == (4, 10, *model_input[1:])
-    datamodule.evaluating_split = "val"
-    assert datamodule.to_model_input(images, train=False).shape == model_input
     datamodule.trainer = SimpleNamespace(training=False, testing=False)  # validating: one crop
     assert datamodule.on_after_batch_transfer((images, torch.zeros(4)), 0)[0].shape == model_input
     datamodule.trainer = SimpleNamespace(training=False, testing=True)

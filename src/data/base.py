@@ -236,9 +236,6 @@ class InMemoryDataModule(L.LightningDataModule):
         # `keep_on_device`), else `batch_device` (src.bench's bare loop sets it), else host memory.
         self.keep_on_device, self.batch_device = keep_on_device, None
         self._device_splits: dict[tuple[str, str, bool], tuple[TensorSplit, TensorSplit]] = {}
-        # The split evaluated outside a Trainer (src.eval sets it), so the test view (e.g. Flowers-17's
-        # ten crops) applies there as in trainer.test; inside a Trainer its state decides.
-        self.evaluating_split: str | None = None
         self._prepared, self._found = False, None
         self._ready: dict[tuple[int, str], tuple[TensorSplit, TensorSplit]] = {}
 

@@ -305,7 +305,7 @@ class Flowers17DataModule(InMemoryDataModule):
     def _ten_crop_now(self) -> bool:
         if not self.ten_crop_test:
             return False
-        return self.trainer.testing if self.trainer is not None else self.evaluating_split == "test"
+        return self.trainer is not None and self.trainer.testing
 
     def to_model_input(self, images: Tensor, train: bool) -> Tensor:
         """As the base class; for a ten-crop test (N, 10, C, H, W), each crop fitted and normalised."""
