@@ -46,7 +46,7 @@ summary: setup  ## per-layer shapes, e.g. make summary ARGS="model=alexnet paddi
 	$(RUN) python -m src.summary $(ARGS)
 
 bench: setup  ## accuracy, speed, steps, startup, keras (TensorFlow via uv) and scaling suites (DATA_DIR needed); writes bench/results/
-	$(RUN) python -m src.bench all $(ARGS)
+	$(RUN) python -m bench all $(ARGS)
 
 clean:
 	rm -rf outputs .cache .pytest_cache .ruff_cache

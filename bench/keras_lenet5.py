@@ -1,8 +1,8 @@
-"""The study sheet's Keras LeNet-5 on MNIST or CIFAR-10, timed: what `python -m src.bench keras` compares
+"""The study sheet's Keras LeNet-5 on MNIST or CIFAR-10, timed: what `python -m bench keras` compares
 against.
 
-TensorFlow is not a dependency of this project, so `src.bench keras` runs this file in a throw-away
-environment next to it (the exact command is in src/benchmark/keras.py, KERAS_COMMAND):
+TensorFlow is not a dependency of this project, so `bench keras` runs this file in a throw-away
+environment next to it (the exact command is in bench/keras.py, KERAS_COMMAND):
 
     uv run --no-project --python 3.11 --with tensorflow-cpu==2.21.0 python bench/keras_lenet5.py \
         --data-dir $DATA_DIR --out outputs/bench/keras_raw.json

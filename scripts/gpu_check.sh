@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check: everything this project claims about GPUs, measured in one call of a few minutes, into
-# one results folder (python -m src.bench gpu does the measuring: src/benchmark/gpu.py):
+# one results folder (python -m bench gpu does the measuring: bench/gpu.py):
 #   1. LeNet-5/MNIST, 1 epoch, `trainer=gpu`                     -> lenet5_gpu.json (its metrics.json)
 #   2. the same with `trainer=ddp trainer.devices=1` (NCCL)      -> lenet5_ddp.json
 #   3. AlexNet (experiment=alexnet_bn_flowers17, 227x227, bf16-mixed, NHWC) on data=synthetic (Flowers-17's
@@ -102,7 +102,7 @@ PY
     echo "DATA_DIR=${DATA_DIR:-} PYTHONPATH=${PYTHONPATH:-}"
 } >"$results/env.txt" 2>&1
 
-"$python" -m src.bench gpu "${tiny[@]}" --results-dir "$results" --budget-s "${BUDGET_S:-330}" \
+"$python" -m bench gpu "${tiny[@]}" --results-dir "$results" --budget-s "${BUDGET_S:-330}" \
     --only "${ONLY:-}" 2>&1 | tee "$results/log.txt"
 status=${PIPESTATUS[0]}
 echo "gpu check: exit status $status; results in $results: $(ls "$results" | tr '\n' ' ')"

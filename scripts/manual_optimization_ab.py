@@ -1,5 +1,5 @@
 """Would Lightning's manual optimization bring a LightningModule to the bare loop's speed? The plain
-LightningModule of `src.bench steps` (src/benchmark/steps.py, PlainClassifier) trained three ways,
+LightningModule of `bench steps` (bench/steps.py, PlainClassifier) trained three ways,
 interleaved, each step followed by a bare twin step on the same batch (docs/speed.md):
 
 - automatic: Lightning's automatic optimization (the closure, the optimizer and zero-grad hooks);
@@ -28,8 +28,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the project's src/
-from src.benchmark import steps  # noqa: E402
-from src.benchmark.common import bench_config, machine, machine_line, prepare  # noqa: E402
+from bench import steps  # noqa: E402
+from bench.common import bench_config, machine, machine_line, prepare  # noqa: E402
 
 
 class ManualClassifier(steps.PlainClassifier):
@@ -83,7 +83,7 @@ VARIANTS = {"automatic": steps.PlainClassifier, "manual": ManualClassifier, "raw
 
 
 def fit(cfg: Any, datamodule: Any, module_class: type[steps.PlainClassifier]) -> float:
-    """One fit of `src.bench steps`' plain LightningModule as `module_class`: bare ÷ Lightning."""
+    """One fit of `bench steps`' plain LightningModule as `module_class`: bare ÷ Lightning."""
     parts = steps.plain_fit(cfg, datamodule, module_class, WholeSteps(cfg))
     return steps.step_medians(parts)["step_ratio"]
 

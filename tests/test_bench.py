@@ -1,4 +1,4 @@
-"""`make bench` (src/bench.py, src/benchmark/) on tiny MNIST: the suites run, time what they say, and write
+"""`make bench` (bench/__main__.py, bench/) on tiny MNIST: the suites run, time what they say, and write
 their files."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from src import bench
-from src.benchmark import common, keras, speed, startup, steps
+from bench import common, keras, speed, startup, steps
+from bench.__main__ import main as bench_main
 from src.config.compose import PROJECT_ROOT
 from src.utils.errors import UserError
 from tests.tiny_data import make_tiny_cifar, make_tiny_mnist
@@ -24,9 +24,14 @@ TRAIN, TEST, VAL = 256, 64, 64
 
 @pytest.fixture
 def bench_dirs(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
-    monkeypatch.setattr(common, "OUTPUT_DIR", tmp_path / "outputs")
+    """The measured runs' files under <tmp>/outputs; the results go to <tmp>/results (`run_suite`)."""
+    monkeypatch.setenv("BENCH_OUTPUT_DIR", str(tmp_path / "outputs"))
     return tmp_path
+
+
+def run_suite(dirs: Path, suite: str, *args: str) -> None:
+    """`python -m bench <suite> --results-dir <dirs>/results <args>`, in this process."""
+    bench_main([suite, "--results-dir", str(dirs / "results"), *args])
 
 
 def overrides(tmp_path: Path) -> list[str]:
@@ -51,7 +56,7 @@ def load_file(relative_path: str) -> Any:
 
 
 def test_accuracy_suite_counts_training_images_and_epochs_only(bench_dirs):
-    bench.main(["accuracy", "--experiment", "lenet5_mnist", *overrides(bench_dirs)])
+    run_suite(bench_dirs, "accuracy", "--experiment", "lenet5_mnist", *overrides(bench_dirs))
     run = json.loads((bench_dirs / "results" / "accuracy.json").read_text())["runs"][0]
     assert [row["epoch"] for row in run["per_epoch"]] == [1, 2]
     assert all(0.0 <= row["test_acc"] <= 1.0 for row in run["per_epoch"])
@@ -135,7 +140,7 @@ def on_the_fake_clock(monkeypatch: pytest.MonkeyPatch, suite) -> None:
 
 def test_speed_suite_reports_the_time_its_images_took(bench_dirs, monkeypatch):
     on_the_fake_clock(monkeypatch, speed)
-    bench.main(["speed", "--repeats", "2", *overrides(bench_dirs)])
+    run_suite(bench_dirs, "speed", "--repeats", "2", *overrides(bench_dirs))
     result = json.loads((bench_dirs / "results" / "speed.json").read_text())
     rows = result["rows"]
     # our recipe at three batch sizes and the study sheet's recipe (here all at the tiny data's batch 32)
@@ -202,7 +207,7 @@ def test_steps_suite_puts_each_cost_in_its_part(bench_dirs, monkeypatch):
     eval_batch = 16  # 4 batches a split, 3 of them timed each run (not a run's first)
     variant = bench_dirs / "variant"  # --results-dir: a variant's figures beside the default ones
     argv = ["steps", "--experiment", "lenet5_mnist", "--results-dir", str(variant), "--repeats", "2"]
-    bench.main([*argv, *overrides(bench_dirs), f"data.eval_batch_size={eval_batch}"])
+    bench_main([*argv, *overrides(bench_dirs), f"data.eval_batch_size={eval_batch}"])
     assert not (bench_dirs / "results").exists()
     row = json.loads((variant / "steps.json").read_text())["rows"][0]
     assert row["batch_size"] == 32 and row["steps"] == (TRAIN - VAL) // 32 - 1  # epoch 2, after its first
@@ -288,7 +293,7 @@ def test_startup_suite_times_answers_and_first_batch(bench_dirs, monkeypatch):
     )
     data = make_tiny_mnist(bench_dirs / "data", train=TRAIN, test=TEST)
     monkeypatch.setenv("DATA_DIR", str(data))
-    bench.main(["startup", "--repeats", "1", "--label", "before", "data.val_size=64"])
+    run_suite(bench_dirs, "startup", "--repeats", "1", "--label", "before", "data.val_size=64")
     result = json.loads((bench_dirs / "results" / "startup_before.json").read_text())
     assert set(result["errors"]) == {"unknown group choice", "unknown key"}
     assert result["errors"]["unknown group choice"]["answer"].startswith(
@@ -300,7 +305,7 @@ def test_startup_suite_times_answers_and_first_batch(bench_dirs, monkeypatch):
     assert result["summary"]["seconds"] > 0 and result["commit"]
     # a second label becomes a second column of the same table
     (bench_dirs / "results" / "startup_after.json").write_text(json.dumps({**result, "commit": "abc1234"}))
-    startup.save_startup("after", result)
+    startup.save_startup("after", result, bench_dirs / "results")
     markdown = (bench_dirs / "results" / "startup.md").read_text()
     assert markdown.startswith("| what the user runs | before (`")
     assert "| `python -m src.train pooling=median` (unknown group choice) |" in markdown
@@ -334,7 +339,7 @@ def test_keras_suite_compares_against_the_keras_figure(bench_dirs, monkeypatch):
     monkeypatch.setattr(keras, "KERAS_COMMAND", [sys.executable, str(fake)])
     args = overrides(bench_dirs)
     make_tiny_cifar(bench_dirs / "data")  # beside the tiny MNIST: the CIFAR-10 rows run too
-    bench.main(["keras", *args, "trainer.max_epochs=1"])
+    run_suite(bench_dirs, "keras", *args, "trainer.max_epochs=1")
     result = json.loads((bench_dirs / "results" / "keras.json").read_text())
     rows = result["rows"]
     assert [r["framework"].split(" ")[0] for r in rows] == ["Keras", "bare", "src.train", "src.train"]
@@ -370,7 +375,7 @@ def test_keras_suite_without_cifar10_says_so(bench_dirs, monkeypatch):
     fake = bench_dirs / "fake_keras.py"
     fake.write_text(FAKE_KERAS)
     monkeypatch.setattr(keras, "KERAS_COMMAND", [sys.executable, str(fake)])
-    bench.main(["keras", *overrides(bench_dirs), "trainer.max_epochs=1"])
+    run_suite(bench_dirs, "keras", *overrides(bench_dirs), "trainer.max_epochs=1")
     result = json.loads((bench_dirs / "results" / "keras.json").read_text())
     assert result["cifar10"] == {"skipped": f"no CIFAR-10 in {bench_dirs / 'data'}"}
     assert (
@@ -413,3 +418,20 @@ def test_keras_script_reads_cifar10_archive_as_src_train_does(tmp_path):
     assert np.array_equal(test_labels, ours.splits["test"].labels.numpy())
     with pytest.raises(SystemExit, match="not found"):
         keras_lenet5.load_cifar10(tmp_path / "nowhere", "train")
+
+
+def test_the_cli_has_a_subcommand_per_suite_and_refuses_others(capsys):
+    """`python -m bench --help` lists every suite; each suite has its own options; an unknown suite or an
+    option of another suite exits 2 with argparse's one-line error."""
+    with pytest.raises(SystemExit) as help_exit:
+        bench_main(["--help"])
+    listed = capsys.readouterr().out
+    assert help_exit.value.code == 0
+    assert all(
+        suite in listed
+        for suite in ("accuracy", "speed", "steps", "startup", "keras", "scaling", "all", "gpu")
+    )
+    for argv, wrong in ((["speeed"], "invalid choice: 'speeed'"), (["keras", "--repeats", "2"], "--repeats")):
+        with pytest.raises(SystemExit) as error:
+            bench_main(argv)
+        assert error.value.code == 2 and wrong in capsys.readouterr().err

@@ -14,7 +14,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from src.benchmark.common import CPU, autocast, device_of, gpu_busy_seconds
+from bench.common import CPU, autocast, device_of, gpu_busy_seconds
 from src.config.compose import PROJECT_ROOT, compose_config
 from src.utils.errors import UserError
 from tests.tiny_data import make_tiny_mnist
@@ -60,7 +60,7 @@ def test_tiny_gpu_check_runs_every_step_into_one_folder(tmp_path):
         assert ok[name]["epochs"] == 1 and 0 <= ok[name]["test_acc"] <= 1
         metrics = json.loads((results / f"{name}.json").read_text())  # the run's own metrics.json
         assert metrics["metrics"]["test/acc"] == ok[name]["test_acc"]
-    assert "trainer=cpu" in ok["lenet5_gpu"]["command"]
+    assert "trainer=default" in ok["lenet5_gpu"]["command"]
     assert ok["lenet5_ddp"]["distributed_backend"] == "gloo"  # the DDP path (NCCL on a GPU)
     for name in ("alexnet_b4", "alexnet_b4_host", "alexnet_b2"):
         speed = ok[name]

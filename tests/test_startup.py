@@ -1,4 +1,4 @@
-"""Start-up: what a command imports before it answers (no timings here: `python -m src.bench startup`).
+"""Start-up: what a command imports before it answers (no timings here: `python -m bench startup`).
 
 Each command runs in a fresh interpreter, as `python -m <module> <args>` would (runpy), and writes the
 names in sys.modules when it ends, however it ends; the tests read that list. (`python -X importtime`

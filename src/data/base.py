@@ -233,7 +233,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.flip_eval = flip_eval
         self.splits: dict[str, TensorSplit] = {}  # in host memory
         # Where batches are served from: the trainer's device (a GPU: a copy of each split made there once,
-        # `keep_on_device`), else `batch_device` (src.bench's bare loop sets it), else host memory.
+        # `keep_on_device`), else `batch_device` (bench's bare loop sets it), else host memory.
         self.keep_on_device, self.batch_device = keep_on_device, None
         self._device_splits: dict[tuple[str, str, bool], tuple[TensorSplit, TensorSplit]] = {}
         self._prepared, self._found = False, None

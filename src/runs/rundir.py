@@ -11,7 +11,7 @@
 
 The configs in conf/ name `checkpoints/` and `tensorboard/` for the writers (tests/test_rundir.py checks
 that they agree with the names here); everything that reads a run (src.train's resume=, src.eval,
-src.report, src.sweep, src.bench) reads it through `RunDir`.
+src.report, src.sweep, bench) reads it through `RunDir`.
 
 Reading is checked: a metrics.json, `.hydra/overrides.yaml` or saved config that does not parse, or
 parses into something src.train never writes, is a `RunFileError` naming the file and what is wrong

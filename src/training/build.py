@@ -3,7 +3,7 @@
     datamodule (cfg.data) -> network (cfg.model) -> LightningModule (cfg.module) -> callbacks, loggers
     -> Trainer (cfg.trainer)
 
-src.train uses it for a run, src.bench for its measurements.
+src.train uses it for a run, bench for its measurements.
 """
 
 from __future__ import annotations

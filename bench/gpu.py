@@ -1,4 +1,4 @@
-"""`python -m src.bench gpu` (scripts/gpu_check.sh): LeNet-5 through `python -m src.train` with
+"""`python -m bench gpu` (scripts/gpu_check.sh): LeNet-5 through `python -m src.train` with
 trainer=gpu and trainer=ddp, AlexNet's speed against the bare loop at three batch sizes, a profile of its
 step, and the epoch time of the Flowers-17 final fit; `--tiny`: the same steps on the CPU."""
 
@@ -20,9 +20,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from src.benchmark import common
-from src.benchmark.common import EpochClock, StepWindow, bench_config, machine, prepare
-from src.benchmark.speed import bare_training, speed_row, two_epoch_fit
+from bench import common
+from bench.common import EpochClock, StepWindow, bench_config, machine, prepare
+from bench.speed import bare_training, speed_row, two_epoch_fit
 from src.config.compose import PROJECT_ROOT
 from src.runs.rundir import RunDir
 from src.utils.errors import UserError
@@ -47,7 +47,7 @@ GPU_CHECK: dict[str, dict[str, Any]] = {
         "flowers": [],
     },
     "tiny": {
-        "trainer": ["trainer=cpu"],
+        "trainer": ["trainer=default"],
         "ddp": ["trainer=ddp_sim", "trainer.devices=1"],
         "mnist": {"train": 256, "test": 64},
         "lenet": ["data.val_size=64", "data.batch_size=32"],
@@ -122,7 +122,7 @@ def gpu_data(mode: str, data_dir: Path) -> dict[str, Any]:
     from src.data.mnist import MNIST_FILES
     from tests.tiny_data import make_tiny_flowers, make_tiny_mnist  # the writers of the real file formats
 
-    standins = common.OUTPUT_DIR / "gpu_check_data" / mode
+    standins = common.output_dir() / "gpu_check_data" / mode
     raw = data_dir / "MNIST" / "raw"
     if mode == "full" and all((raw / f).is_file() or (raw / f"{f}.gz").is_file() for f in MNIST_FILES):
         mnist, mnist_kind = data_dir, "MNIST"
@@ -147,7 +147,7 @@ def gpu_data(mode: str, data_dir: Path) -> dict[str, Any]:
 
 def cli_run(name: str, overrides: list[str], paths: list[str], results_dir: Path) -> dict[str, Any]:
     """`python -m src.train <overrides>` as a user runs it; its metrics.json goes to <results>/<name>.json."""
-    run_dir = common.OUTPUT_DIR / f"gpu_check_{name}"
+    run_dir = common.output_dir() / f"gpu_check_{name}"
     shutil.rmtree(run_dir, ignore_errors=True)
     command = [sys.executable, "-m", "src.train", *overrides, *paths, f"hydra.run.dir={run_dir}",
                "callbacks.progress_bar=null"]  # fmt: skip
@@ -274,7 +274,7 @@ def run_gpu_check(
     mnist = [
         f"data.data_dir={data.get('mnist')}",
         "data.download=false",
-        f"paths.cache_dir={common.OUTPUT_DIR / 'gpu_check_cache'}",
+        f"paths.cache_dir={common.output_dir() / 'gpu_check_cache'}",
     ]
     lenet = ["experiment=lenet5_mnist", "trainer.max_epochs=1", *settings["lenet"]]
     step("lenet5_gpu", lambda: cli_run("lenet5_gpu", [*lenet, *settings["trainer"]], mnist, results_dir))

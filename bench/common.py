@@ -26,11 +26,13 @@ from src.training.insight import ImagesPerSecond
 from src.utils.errors import UserError
 from src.utils.files import write_json_atomically
 
-# Where the results go, and the measured runs' files. The other suites read them as `common.RESULTS_DIR`
-# and `common.OUTPUT_DIR`, so that pointing them elsewhere here (the tests do) moves every suite's.
-RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
+RESULTS_DIR = PROJECT_ROOT / "bench" / "results"  # where results go unless `--results-dir` says otherwise
 CPU = torch.device("cpu")
-OUTPUT_DIR = Path(os.environ.get("BENCH_OUTPUT_DIR", PROJECT_ROOT / "outputs" / "bench"))
+
+
+def output_dir() -> Path:
+    """Where the measured runs write their files: outputs/bench, or $BENCH_OUTPUT_DIR."""
+    return Path(os.environ.get("BENCH_OUTPUT_DIR", PROJECT_ROOT / "outputs" / "bench"))
 
 
 def machine() -> dict[str, Any]:
@@ -59,9 +61,9 @@ def machine_line(m: dict[str, Any], command: str) -> str:
 def bench_config(experiment: str, overrides: list[str], name: str) -> DictConfig:
     """The experiment's config as src.train composes it, writing into outputs/bench/<name>."""
     cfg = compose_config([f"experiment={experiment}", *overrides])
-    shutil.rmtree(OUTPUT_DIR / name, ignore_errors=True)  # checkpoints of an earlier benchmark
+    shutil.rmtree(output_dir() / name, ignore_errors=True)  # checkpoints of an earlier benchmark
     with open_dict(cfg):  # loggers, checkpoints and the trainer all write below paths.output_dir
-        cfg.paths.output_dir = str(OUTPUT_DIR / name)
+        cfg.paths.output_dir = str(output_dir() / name)
     return cfg
 
 
@@ -236,11 +238,12 @@ def evaluate(model: nn.Module, datamodule: L.LightningDataModule, split: str = "
     return int(correct) / total, total
 
 
-def save(suite: str, result: dict[str, Any], lines: list[str]) -> None:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    command = "python -m src.bench " + " ".join(sys.argv[1:])
+def save(suite: str, result: dict[str, Any], lines: list[str], results_dir: Path = RESULTS_DIR) -> None:
+    """<results_dir>/<suite>.json and .md, with the machine and the command; the markdown printed."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    command = "python -m bench " + " ".join(sys.argv[1:])
     result = {**result, "machine": machine(), "command": command}
-    write_json_atomically(result, RESULTS_DIR / f"{suite}.json")
+    write_json_atomically(result, results_dir / f"{suite}.json")
     text = "\n".join([*lines, "", machine_line(result["machine"], command)])
-    (RESULTS_DIR / f"{suite}.md").write_text(text + "\n")
+    (results_dir / f"{suite}.md").write_text(text + "\n")
     print(text, flush=True)

@@ -1,6 +1,6 @@
-"""`python -m src.bench steps`: where the time of one training step goes, src.train against a bare step.
+"""`python -m bench steps`: where the time of one training step goes, src.train against a bare step.
 
-`src.bench speed` compares whole epochs, which this 2-core virtual machine's noise moves by ±20 %. Here
+`bench speed` compares whole epochs, which this 2-core virtual machine's noise moves by ±20 %. Here
 both sides share every moment instead: during a src.train fit, after each of Lightning's training steps
 a callback runs one bare step (a twin of the network and optimizer, the same batch) and times its
 parts, and each of Lightning's steps is cut at its hooks into the same parts. The medians over a warm
@@ -22,7 +22,7 @@ Two more comparisons, each also interleaved with bare twins:
   project adds on top of Lightning;
 - after the fit, src.train validates and tests a few times; each evaluation batch (from the end of the
   one before: fetching, moving, the hooks, the step, the callbacks) is followed by a bare evaluation
-  batch of the same split (src.benchmark.common.correct_in_batch).
+  batch of the same split (bench.common.correct_in_batch).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from src.benchmark.common import bench_config, correct_in_batch, device_of, prepare
-from src.benchmark.speed import bare_schedule, bare_step
+from bench.common import bench_config, correct_in_batch, device_of, prepare
+from bench.speed import bare_schedule, bare_step
 
 PARTS = ("data", "before", "forward", "backward", "optimizer")
 STAGES = ("val", "test")  # evaluation: validation and test batches
@@ -116,7 +116,7 @@ class StepParts(L.Callback):
         self._step_end = time.perf_counter()
 
     def _bare_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
-        """One step of the bare loop (src.benchmark.speed.bare_training_epoch) on `batch`, in parts."""
+        """One step of the bare loop (bench.speed.bare_training_epoch) on `batch`, in parts."""
         start = time.perf_counter()
         next(self.batches)
         marks = [start, time.perf_counter()]
@@ -157,7 +157,7 @@ class StepParts(L.Callback):
         self._eval_end = time.perf_counter()
 
     def _bare_eval_batch(self, stage: str) -> float:
-        """Seconds of one batch of the bare evaluation loop (src.benchmark.common.evaluate's)."""
+        """Seconds of one batch of the bare evaluation loop (bench.common.evaluate's)."""
         memory_format = torch.channels_last if self.cfg.module.channels_last else torch.contiguous_format
         self.model.eval()
         start = time.perf_counter()

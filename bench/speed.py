@@ -1,4 +1,4 @@
-"""`python -m src.bench speed`: a warm epoch of the src.train path against a bare PyTorch loop doing the
+"""`python -m bench speed`: a warm epoch of the src.train path against a bare PyTorch loop doing the
 recipe's work, interleaved, per recipe and batch size; evaluation of both; the data pipeline alone."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from src.benchmark.common import (
+from bench.common import (
     CPU,
     EpochClock,
     StepWindow,
@@ -28,7 +28,7 @@ from src.benchmark.common import (
     synchronize,
 )
 
-# The rows of `python -m src.bench speed`: our recipe at three batch sizes, and the study sheet's recipe
+# The rows of `python -m bench speed`: our recipe at three batch sizes, and the study sheet's recipe
 # (experiment, batch size; None: the experiment's own).
 SPEED_ROWS: tuple[tuple[str, int | None], ...] = (
     ("lenet5_mnist", 64),
@@ -62,7 +62,7 @@ def bare_step(
     mark: Callable[[], None] = lambda: None,
 ) -> None:
     """One training step of the bare loop: forward and loss, backward, the optimizer's and (one-cycle)
-    the schedule's step; `mark` is called after the first two (src.benchmark.steps times the parts)."""
+    the schedule's step; `mark` is called after the first two (bench.steps times the parts)."""
     with autocast(device, precision):
         loss = criterion(model(inputs), labels)
     mark()

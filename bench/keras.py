@@ -1,4 +1,4 @@
-"""`python -m src.bench keras`: the study sheet's Keras LeNet-5 (bench/keras_lenet5.py, TensorFlow in a
+"""`python -m bench keras`: the study sheet's Keras LeNet-5 (bench/keras_lenet5.py, TensorFlow in a
 throw-away uv environment) beside the same recipe here, bare and through src.train, and beside our own
 recipe; with CIFAR-10 in DATA_DIR, the study sheet's 2-epoch CIFAR-10 run in both over three seeds."""
 
@@ -11,9 +11,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from src.benchmark import common
-from src.benchmark.common import EpochClock, bench_config, prepare
-from src.benchmark.speed import bare_training, lightning_training
+from bench import common
+from bench.common import EpochClock, bench_config, prepare
+from bench.speed import bare_training, lightning_training
 from src.config.compose import PROJECT_ROOT
 from src.runs.report import mean_std
 from src.utils.errors import UserError
@@ -41,7 +41,7 @@ def run_keras(overrides: list[str], keras_extra: list[str] | None = None, repeat
     and beside our own recipe (ReLU, max pooling, batch 256) through src.train."""
     seed = bench_config("sheet_lenet5_mnist", overrides, "keras_seed")
     ours = bench_config("lenet5_mnist", overrides, "keras_ours")
-    keras = keras_speed(str(seed.data.data_dir), common.OUTPUT_DIR / "keras_raw.json", keras_extra)
+    keras = keras_speed(str(seed.data.data_dir), common.output_dir() / "keras_raw.json", keras_extra)
     runs = {"bare": [], "seed": [], "ours": []}
     for _ in range(repeats):  # Keras: its best of 3 warm epochs; here: the best of `repeats`, interleaved
         runs["bare"].append(bare_training(seed)["train"])
@@ -96,7 +96,7 @@ def run_keras_cifar10(overrides: list[str], keras_extra: list[str] | None = None
     keras_runs, ours = [], []
     for seed in CIFAR10_SEEDS:  # interleaved, as everywhere in this benchmark
         extra = ["--dataset", "cifar10", *epochs, "--seed", str(seed), *(keras_extra or [])]
-        keras = keras_speed(str(data_dir), common.OUTPUT_DIR / f"keras_cifar10_{seed}.json", extra)
+        keras = keras_speed(str(data_dir), common.output_dir() / f"keras_cifar10_{seed}.json", extra)
         keras_runs.append(keras)
         cfg = bench_config("sheet_lenet5_cifar10", [*overrides, f"seed={seed}"], f"keras_cifar10_{seed}")
         ours.append(fit_and_test(cfg))

@@ -1,11 +1,11 @@
-"""`python -m src.bench accuracy`: the recipe trained through src.train's own code, the test set evaluated
+"""`python -m bench accuracy`: the recipe trained through src.train's own code, the test set evaluated
 after every epoch (off the clock), and when its accuracy first reaches each target."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from src.benchmark.common import EpochClock, bench_config, evaluate, prepare
+from bench.common import EpochClock, bench_config, evaluate, prepare
 
 TARGETS = (0.99, 0.992, 0.993)
 

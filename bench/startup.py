@@ -1,4 +1,4 @@
-"""`python -m src.bench startup`: seconds to the first answer of fresh interpreters (the config check's
+"""`python -m bench startup`: seconds to the first answer of fresh interpreters (the config check's
 mistakes, a missing dataset, src.summary, src.train debug=fast), of this checkout or another one."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from src.benchmark import common
-from src.benchmark.common import machine, machine_line
+from bench import common
+from bench.common import machine, machine_line
 from src.config.compose import PROJECT_ROOT
 from src.utils.errors import UserError
 from src.utils.files import write_json_atomically
 
-# What `python -m src.bench startup` times, each the best of `repeats` runs of a fresh interpreter:
+# What `python -m bench startup` times, each the best of `repeats` runs of a fresh interpreter:
 # the mistakes the config check answers (exit status 2), the answer to a missing dataset, src.summary,
 # and src.train debug=fast (end to end, and up to its first training batch).
 MISTAKES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -213,20 +213,20 @@ def startup_markdown(results: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def save_startup(label: str, result: dict[str, Any]) -> None:
-    """bench/results/startup_<label>.json, and startup.md from every startup_*.json there."""
-    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    command = "python -m src.bench " + " ".join(sys.argv[1:])
+def save_startup(label: str, result: dict[str, Any], results_dir: Path = common.RESULTS_DIR) -> None:
+    """<results_dir>/startup_<label>.json, and startup.md from every startup_*.json there."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    command = "python -m bench " + " ".join(sys.argv[1:])
     write_json_atomically(
-        {**result, "machine": machine(), "command": command}, common.RESULTS_DIR / f"startup_{label}.json"
+        {**result, "machine": machine(), "command": command}, results_dir / f"startup_{label}.json"
     )
     results = {
         path.stem.removeprefix("startup_"): json.loads(path.read_text())
-        for path in sorted(common.RESULTS_DIR.glob("startup_*.json"))
+        for path in sorted(results_dir.glob("startup_*.json"))
     }
     machines = [f"{name}: {machine_line(r['machine'], r['command'])}" for name, r in sorted(results.items())]
     text = "\n".join([*startup_markdown(results), "", *machines])
-    (common.RESULTS_DIR / "startup.md").write_text(text + "\n")
+    (results_dir / "startup.md").write_text(text + "\n")
     print(text, flush=True)
 
 

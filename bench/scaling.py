@@ -1,4 +1,4 @@
-"""`python -m src.bench scaling`: training images/s of the bare step on random inputs, against batch size
+"""`python -m bench scaling`: training images/s of the bare step on random inputs, against batch size
 and torch threads, for both networks."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from src.benchmark.common import bench_config
+from bench.common import bench_config
 
 SCALING = {  # network -> (experiment, batch sizes); AlexNet stops at 256: 1024 images of 227x227 per step
     "lenet5": ("lenet5_mnist", (32, 64, 128, 256, 512, 1024)),  # would take minutes a step here
