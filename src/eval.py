@@ -5,17 +5,11 @@
     python -m src.eval <run dir> split=test data.data_dir=/elsewhere data.eval_batch_size=500
     python -m src.eval <run dir> ckpt_path=<run dir>/checkpoints/epoch_004.ckpt
 
-The run's own saved config (`<run>/config.yaml`, the resolved one, else `.hydra/config.yaml`) rebuilds
-the datamodule and the network; the weights come from the run's best checkpoint (metrics.json's
-`tested_checkpoint`, else `checkpoints/last.ckpt`; or `ckpt_path=`), checked first (whole, a Lightning
-checkpoint, this model's: src/utils/checkpoints.py) and loaded with `torch.load(weights_only=True)`:
-our checkpoints hold tensors and plain values only, never pickled code. A damaged or foreign
-checkpoint, metrics.json or saved config ends in one line naming the file. Further `key=value` overrides
-change the saved config (unknown keys are an error). The split is evaluated in order, in batches of
-`data.eval_batch_size`, by Lightning's `trainer.test` (the test split, with its test view) or
-`trainer.validate` (the others), with no augmentation, so `split=test` reproduces the run's test/acc.
-
-Prints the results and writes them next to the run: `<run>/eval_<split>.json`.
+The run's saved config rebuilds the datamodule and the network; its tested checkpoint (or `ckpt_path=`)
+is checked (src/utils/checkpoints.py) and loaded with `torch.load(weights_only=True)`. Lightning's
+`trainer.test` (the test split, with its test view) or `trainer.validate` (val, train) evaluates it, so
+`split=test` reproduces the run's test/acc; the results are printed and written to
+`<run>/eval_<split>.json`. More: docs/tensorboard.md.
 """
 
 from __future__ import annotations

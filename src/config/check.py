@@ -1,5 +1,5 @@
 """`validate_command_line`: everything that can fail before a run starts, answered in one line and before
-torch and Lightning are imported (10-20 s on a small machine).
+torch and Lightning are imported (what that saves: docs/configuration.md, docs/speed.md).
 
 What it checks, in order: the group choices (`pooling=median`), unknown keys and interpolations (by
 composing the config), `optimized_metric`, the value rules and combinations (src/config/schema.py, the
@@ -7,12 +7,7 @@ datasets' cards), the network (its torch-free plan, src/models/geometry.py: choi
 `ckpt_path=` (a whole checkpoint: src/utils/checkpoints.py), and the output and cache directories.
 Only a config that names a network outside src/models, asks for a GPU, gives an optimizer/scheduler a
 key conf/ never sets, or a precision conf/ never sets imports torch (or Lightning) to be checked.
-
-Why the config is composed twice per run, once here and once by Hydra: `@hydra.main` composes only as
-part of starting the run (the run or sweep directory, logging, the sweeper's first trial), and Hydra's
-public API offers no way to hand it a config composed beforehand. A mistake must be answered before
-any of that (no directory, no trial), so the check composes the same command line over the same conf/
-with Hydra's compose API, which has no side effects; for a multirun, the first job's overrides.
+Why the config is composed here and again by Hydra: docs/development.md.
 """
 
 from __future__ import annotations

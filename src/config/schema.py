@@ -6,17 +6,9 @@ the decoded Flowers-17 images, ...). Every broken rule becomes one clause naming
 and what is allowed, e.g. `optimizer.lr=-1 is out of range: must be > 0`; all broken rules of a command
 line are reported together, on one line, by src.config.check.validate_command_line.
 
-Each rule has one home. The rules of the keys every run has are the table below: a key absent from the
-composed config (e.g. `model.dropout` for LeNet-5) is skipped, so one table serves every model,
-optimizer and scheduler. A dataset's options and the largest input its images give are declared on its
-card (src/data/catalog.py), which its datamodule checks too; the network's choices and input size are
-its plan's (src/models/geometry.py); the precisions are Lightning's own list (src/lightning_ext).
-
-Nothing here imports torch unless the config needs it to be checked: the GPU checks import it only
-when the config asks for a GPU, an optimizer's or scheduler's class is imported only for keys that
-are not already known to be its arguments (`known`: the keys conf/'s own group files set, which the
-tests check against the classes), and Lightning only for a precision conf/ never sets. So a bad value
-is reported in a fraction of a second.
+The rules of the keys every run has are the table below (a key absent from the composed config is
+skipped); a dataset's rules are on its card (src/data/catalog.py), a network's on its plan
+(src/models/geometry.py). Where each rule lives and when torch is imported: docs/development.md.
 """
 
 from __future__ import annotations

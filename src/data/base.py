@@ -1,25 +1,15 @@
 """What every dataset here shares: images kept in memory as uint8 tensors, served a whole batch at a time.
 
-Why not a torchvision Dataset + DataLoader with per-sample transforms? For small images the per-sample
-Python (PIL conversion, __getitem__, collate) costs more than LeNet-5's forward pass. Instead:
-
 - each split is one uint8 tensor (N, C, H, W) plus a label tensor, decoded once;
-- the sampler yields lists of indices, and the dataset answers with `images[indices]` in one gather,
+- the sampler yields lists of indices and the dataset answers with `images[indices]` in one gather,
   so a DataLoader with `batch_size=None` and no workers delivers ready batches;
-- everything per-pixel (augmentation, resizing to the model's input, grey <-> colour, normalisation)
-  runs on the whole batch in `on_after_batch_transfer`, i.e. on the GPU when there is one;
-- except where that work is the same for every epoch (no augmentation, as for MNIST): then each split
-  is made model-ready once, when its first loader is made (`model_ready`: the same `to_model_input`,
-  applied to the whole split, so the batches are bitwise the same), and its batches are float tensors
-  the network takes as they are. A bare training loop does that work once per dataset too; doing it
-  per batch cost LeNet-5 on MNIST a few percent of every step. Splits whose inputs would take more
-  than `ready_budget_bytes` (e.g. MNIST at AlexNet's 3x227x227) stay per batch;
-- on a GPU, each split (model-ready or not) is copied into the GPU's memory once (`keep_on_device`; the
-  largest, Flowers-17, is 0.27 GB), so a batch is gathered there: no host-to-device copy of every
-  batch, which from ordinary (pageable) host memory holds the host until the copy is done.
+- per-pixel work (augmentation, resizing, grey <-> colour, normalisation) runs on the whole batch in
+  `on_after_batch_transfer`, on the GPU when there is one; splits without augmentation are made
+  model-ready once (`model_ready`), and on a GPU every split is kept there (`keep_on_device`).
 
-Data order is a pure function of (seed, epoch), and in DDP each rank takes its own slice of the same
-permutation, so every sample is seen once per epoch and a resumed run sees the same order again.
+Data order is a pure function of (seed, epoch); in DDP each rank takes its own slice of the same
+permutation. Why not a torchvision Dataset with per-sample transforms: docs/development.md; what
+model-ready splits save: docs/speed.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """Decoded datasets in the cache: built once from the source files, checked whenever they are read.
 
-Decoding is the slow part of loading a dataset (1,360 JPEGs for Flowers-17, six pickles for CIFAR-10),
-so it is done once and its result, plain uint8/int64 tensors, saved in the cache. Such a file is only
-worth keeping if a later run can tell that it is whole and current, so each one records:
-
-- `layout`: the version of this cache format (bumped when what is stored changes: older files are
-  rebuilt, never misread);
-- `source`: a fingerprint of the files it was built from (names, sizes, modification times): a
-  replaced archive is decoded again;
-- `crc32`: a checksum of every tensor's bytes, so a truncated or damaged file is caught when read.
-
-`load_or_build` returns the tensors when all three match; otherwise it says in one line why the entry is
-rebuilt, rebuilds it from the source, and the run goes on. Writes are atomic (src/utils/files.py); a
-cache that has no room left for the entry is said in one line too, and the run goes on without it.
-Every dataset keeps what it decodes here (MNIST from its .gz files, CIFAR-10 from its pickles,
-Flowers-17 from its JPEGs). A file of an older layout is rebuilt like any other that does not match;
-files that older versions kept under other names are never read.
+Decoding is the slow part of loading a dataset (JPEGs, pickles, .gz files), so every dataset does it
+once and saves the result, plain uint8/int64 tensors, here. Each entry records its `layout` (the cache
+format's version), its `source` (names, sizes and modification times of the files it was built from)
+and a `crc32` of every tensor's bytes. `load_or_build` returns the tensors when all three match;
+otherwise it says in one line why, rebuilds the entry and the run goes on. Writes are atomic
+(src/utils/files.py); a cache without room is said in one line too. More: docs/data.md.
 """
 
 from __future__ import annotations

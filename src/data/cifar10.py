@@ -1,17 +1,8 @@
 """CIFAR-10: 50,000 training and 10,000 test images, 32x32 colour, 10 classes, read with torchvision.
 
-Where the data is looked for, in order:
-1. `<data_dir>/cifar-10-batches-py/` already extracted: read where it is (it may be read-only);
-2. `cifar-10-python.tar.gz` in `<data_dir>` or `<cache_dir>/cifar10/`; when absent and `download` is on,
-   it is downloaded into `<data_dir>` (or `<cache_dir>/cifar10/` when `data_dir` is read-only).
-   It is extracted into a scratch folder of the cache, never into `data_dir`.
-When both are there and the extracted folder cannot be read (a truncated pickle), one line says so and
-the archive is read instead.
-
-The six pickles are decoded once into `<cache_dir>/cifar10/cifar10-uint8.pt` (src/data/cache.py: uint8
-images and labels, with a checksum of each, rebuilt when damaged or when the source changes); later runs
-only load that file, and the extracted pickles are removed once decoded. Only the extracted files are
-read, never the archive's own md5: a repacked archive of the official files is as good as the original.
+The data is read from the extracted `cifar-10-batches-py/` in `data_dir`, else from the official
+`cifar-10-python.tar.gz` (downloaded when absent and `download` is on), and its six pickles decoded
+once into the cache (src/data/cache.py); where each file is looked for: docs/data.md.
 
 The training set is split deterministically (`split_seed`) into 45,000 for training and 5,000 for
 validation; training batches get the usual augmentation: random 32x32 crops of the image zero-padded

@@ -1,26 +1,12 @@
 """Oxford Flowers-17 (Nilsback & Zisserman 2006): 1,360 colour photos, 17 classes of 80, JPEGs of
-varying size, read from the official `17flowers.tgz`.
+varying size, read from the official `17flowers.tgz`; image i belongs to class (i - 1) // 80.
 
-Where the archive is looked for: `<data_dir>/flowers17/17flowers.tgz`, `<data_dir>/17flowers.tgz`, then
-`<cache_dir>/flowers17/17flowers.tgz`; `download` puts it into `<data_dir>/flowers17/` (the cache when
-`data_dir` is read-only). The archive holds
-`jpg/image_0001.jpg … jpg/image_1360.jpg` (and `jpg/files.txt`, which adds nothing); image i belongs
-to class (i - 1) // 80 in the order of CLASSES.
-
-Decoding 1,360 JPEGs takes seconds, so it is done once, as in the AlexNet paper: the short side is
-resized to 256 and the central 256x256 square kept. The result, a uint8 tensor (1360, 3, 256, 256),
-is saved in the cache (src/data/cache.py records the archive's size and mtime and a checksum, so a
-replaced archive is decoded again and a damaged copy rebuilt); later runs only load that file.
-
-Splits: the official `datasplits.mat` (three train/val/test splits of 40/20/20 images a class) when it
-lies beside the archive, else a stratified 40/20/20 split drawn with `split_seed`. With `train_on_val`
-the training set is train + val (the usual final fit once a recipe is chosen on val); the test split
-stays untouched.
-
-Per batch: training gets the paper's augmentation (random crops, horizontal flips, PCA colour
-lighting), or with `min_crop_area` random-resized crops (scale augmentation) instead of fixed-size ones;
-validation and test the centre crop; with `ten_crop_test` the test gets ten crops per
-image, which the LightningModule averages.
+As in the AlexNet paper, each image's short side is resized to 256 and the central 256x256 square kept,
+once: the result is saved in the cache (src/data/cache.py). Splits: the official `datasplits.mat`
+(40/20/20 images a class) when it lies beside the archive, else a stratified 40/20/20 split drawn with
+`split_seed`; `train_on_val` trains on train + val. Per batch, training gets the paper's augmentation
+(random crops, flips, PCA colour lighting; random-resized crops with `min_crop_area`), evaluation the
+centre crop, or ten crops with `ten_crop_test`. Where the archive is looked for: docs/data.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,9 @@
 """MNIST: 60,000 training and 10,000 test digits, 28x28 grey, read from the official IDX files.
 
-Where the files are looked for: `<data_dir>/MNIST/raw/` (torchvision's layout), each of the four IDX
-files either plain or as the official `.gz`; a `.gz` downloaded into `<cache_dir>/MNIST/raw/` (below).
-The source directory may be read-only. When the files are absent and `download` is on, the four
-official `.gz` files are downloaded (md5-checked, from torchvision's mirrors) into
-`<data_dir>/MNIST/raw/`, or into the cache when `data_dir` is read-only; when that fails too, one line
-says what is missing and where.
-
-Plain files are read where they are. Gzipped ones are decompressed in memory and the decoded tensors
-kept in `<cache_dir>/MNIST/mnist-uint8.pt` through src/data/cache.py, like CIFAR-10's and Flowers-17's:
-with a checksum of each tensor and the names, sizes and times of the `.gz` files, so a damaged or stale
-copy is rebuilt from them with one line, never misread.
-
-The files are read here (`read_idx`, a few lines; what torchvision.datasets.MNIST reads too), so a run
-on MNIST does not import torchvision; only a download does (its mirrors and md5 sums).
+The four IDX files are read from `<data_dir>/MNIST/raw/`, plain or `.gz` (downloaded, md5-checked,
+when absent and `download` is on); gzipped ones are decoded once into the cache (src/data/cache.py).
+`read_idx` reads them here, so a run on MNIST does not import torchvision (only a download does).
+Where each file is looked for: docs/data.md.
 
 LeCun et al. feed LeNet-5 32x32 images: the 28x28 digits padded by 2 pixels of background. The
 training set is split deterministically into 55,000 for training and 5,000 for validation.

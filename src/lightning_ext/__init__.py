@@ -1,19 +1,15 @@
-"""Where this project goes past the public API of Lightning, TensorBoard and torchmetrics, and the few
-of their classes it adjusts:
+"""Where this project goes past the public API of Lightning, TensorBoard and torchmetrics:
 
     checkpoints.py   checkpoints written atomically; where the best and the last one are
-    progress.py      a rich progress bar that redraws at most every 0.25 s
+    progress.py      a rich progress bar that redraws at most a few times a second
     tensorboard.py   a graph traced from the model's own example; summaries into the run's event file
     process.py       once per process: quieter logs, a cheap CUDA check, the command of DDP ranks
     precision.py     the `trainer.precision` values Lightning accepts, for the config check
     lean_imports.py  torchmetrics without the optional packages it would import for nothing
     loggers.py       W&B's logger without a deprecation warning of its own making
 
-Every private name of those libraries that the project uses is used in this package, and only here;
-PRIVATE_NAMES lists each one: where, what it works around, since when. tests/test_lightning_ext.py looks
-each one up in the installed versions and fails, naming it, when an upgrade removed it.
-
-Nothing heavy is imported here: `import src` installs lean_imports from this package before torch.
+PRIVATE_NAMES lists every private name used, and only here (tests/test_lightning_ext.py checks them
+against the installed versions); what each costs or fixes: docs/speed.md. Nothing heavy is imported here.
 """
 
 from __future__ import annotations

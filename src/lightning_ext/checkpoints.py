@@ -1,16 +1,12 @@
 """Checkpoints that are never half-written, and where the best and the last one are.
 
 AtomicCheckpointIO serialises into a temporary file in the same directory, flushes it to disk, then
-renames it over the old file in one step (os.replace is atomic on POSIX).
-
-Lightning's own TorchCheckpointIO serialises into memory first but then writes straight into the
-target, so a run killed during that write leaves a truncated `last.ckpt` that a resume cannot read.
-With this plugin (conf/trainer/default.yaml: `plugins`) a kill at any moment leaves either the previous
-checkpoint or the new one, and at worst a stray `.<name>.*.tmp` that the next save does not mind.
+renames it over the old file in one step (os.replace is atomic on POSIX), so a run killed at any moment
+leaves either the previous checkpoint or the new one (conf/trainer/default.yaml: `plugins`).
 
 Which checkpoints are kept is Lightning's public ModelCheckpoint, twice (conf/callbacks/default.yaml): the
-best epoch on val/acc, and `last.ckpt`, monitoring nothing, so rewritten after every epoch (Lightning's
-`save_last=True` rewrites it only in an epoch that also wrote a new best checkpoint, since 2.5).
+best epoch on val/acc, and `last.ckpt`, monitoring nothing, so rewritten after every epoch. Why not
+Lightning's own TorchCheckpointIO and `save_last=True`: docs/development.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,11 @@
 """Keep torchmetrics from importing packages this project never uses through it.
 
-Lightning imports torchmetrics (to read its version), and torchmetrics imports, at import time and
-whenever they are installed: torchvision (for its image metrics ARNIQA and DISTS, and torchvision in
-turn imports all its models and ops), matplotlib (for `Metric.plot`) and scipy.signal (a compatibility
-patch for the SRMR audio metric's third-party dependency). This project uses two of torchmetrics'
-metrics (MulticlassAccuracy, MaxMetric) and none of those features, yet every `python -m src.train`
-paid for all three imports before its first batch: together about a tenth of its start-up on a
-2-core machine.
-
-`install()` adds an import hook that, when torchmetrics is imported in this process, tells torchmetrics
-that these three optional packages are absent: torchmetrics then skips those imports, exactly as on a
-machine without them. torchvision, matplotlib and scipy stay installed and are imported by whoever
-uses them (the CIFAR-10 and Flowers-17 datamodules, src.training.insight's figures, src.report, Optuna);
-only torchmetrics' own optional features built on them are unavailable in this process: its image
-metrics that need torchvision, `Metric.plot`, and the SRMR metric. Set SRC_FULL_IMPORTS=1 to switch
-this off.
-
-Installed by src/__init__.py, so by any `import src.<module>`; it does nothing when torchmetrics was
-imported before, and nothing (beyond the imports it saves) when torchmetrics renames these internals:
-tests/test_startup.py notices that.
+Lightning imports torchmetrics, and torchmetrics imports torchvision, matplotlib and scipy.signal
+whenever they are installed, for features this project never uses (image metrics, `Metric.plot`, an
+audio metric). `install()` adds an import hook that tells torchmetrics, in this process only, that
+these three are absent, so it skips those imports; whoever else uses them still imports them.
+SRC_FULL_IMPORTS=1 switches it off. Installed by src/__init__.py; tests/test_startup.py notices when
+torchmetrics renames these internals. What it saves: docs/speed.md; how it works: docs/development.md.
 """
 
 from __future__ import annotations

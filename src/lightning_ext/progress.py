@@ -1,13 +1,10 @@
 """A rich progress bar that updates at most a few times a second, and does no work in between.
 
-Lightning's RichProgressBar recomputes the metrics shown beside the bar after every training batch,
-about 1 ms each time: ~10 % of a LeNet-5 step on this CPU. This one passes a batch's update on to
-Lightning only when `min_seconds` have passed since the last one, and always at the last batch; in
-between it only reads the clock. The bar and its numbers are the same whenever it is drawn.
-
-`refresh_rate` keeps Lightning's meaning for the rich bar: its background thread redraws up to
-`refresh_rate` times a second, and stopping the bar (at the end of every fit and test) waits for that
-thread for up to 1/refresh_rate s, so a small value (1) would add up to a second to every test.
+Lightning's RichProgressBar recomputes the metrics shown beside the bar after every training batch.
+This one passes a batch's update on to Lightning only when `min_seconds` have passed since the last
+one, and always at the last batch; in between it only reads the clock. The bar and its numbers are the
+same whenever it is drawn. `refresh_rate` keeps Lightning's meaning (the bar thread's redraws per
+second). What it saves, and why `refresh_rate` stays high: docs/speed.md.
 """
 
 from __future__ import annotations

@@ -7,12 +7,9 @@ Neural Networks"), laid out like torchvision's: `features` / `avgpool` / `classi
     conv3 384@3x3 -> ReLU, conv4 384@3x3 -> ReLU, conv5 256@3x3 -> ReLU -> max pool 3x3/2   13 -> 6
     dropout 0.5 -> FC 4096 -> ReLU -> dropout 0.5 -> FC 4096 -> ReLU -> FC classes
 
-Pooling windows overlap (3x3 with stride 2), which the paper found to reduce overfitting slightly.
-Local Response Normalization: size 5, alpha 1e-4, beta 0.75, k 2. `groups=2` restores the paper's
-split across two GPUs: conv2, conv4 and conv5 only see the 48 / 192 / 192 maps on their own GPU
-(conv3 and the FC layers talk across). Parameter counts at 1000 classes: 60,965,224 with groups=2,
-62,378,344 with groups=1. `padding=paper` pads conv2-5 to keep their size ("same") and leaves conv1
-unpadded, as the paper does.
+Pooling windows overlap (3x3 with stride 2); LRN: size 5, alpha 1e-4, beta 0.75, k 2. `groups=2`
+restores the paper's split across two GPUs (conv2, conv4, conv5 see only their own half's maps);
+`padding=paper` pads conv2-5 "same" and leaves conv1 unpadded. Parameter counts: docs/results.md.
 """
 
 from __future__ import annotations

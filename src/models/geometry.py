@@ -1,23 +1,14 @@
 """What each network is made of, as plain data, and what it does to an image's size: no torch here.
 
 Each network's feature extractor is described once, by a plan function (`lenet5_plan`, `alexnet_plan`,
-`alexnet_bn_plan`) that takes the network's constructor arguments and returns its layers as `Layer`
-records: name, kind, channels, kernel, stride, padding, pooling mode, activation. Two users, one source:
+`alexnet_bn_plan`) that returns its layers as `Layer` records (kind, channels, kernel, stride, padding,
+pooling mode, activation). The nn.Modules build their `features` from the plan (src/models/layers.py)
+and size their first dense layer with `Plan.output_shape()`; the config check (src/config/check.py)
+walks the same plan before torch is imported, with the same one-line messages.
 
-- the nn.Modules (src/models/lenet5.py, alexnet.py) build their `features` from the plan
-  (src/models/layers.py: `build_layer`) and size their first dense layer with `Plan.output_shape()`;
-- the config check (src/config/check.py) walks the same plan before torch is imported, so a bad choice or
-  an input that is too small (`model.input_size=8`) is answered in a fraction of a second instead of
-  after the 10-20 s that importing torch and Lightning takes on a small machine.
-
-The plan functions check their arguments with the same one-line messages the layers give, so the
-answer does not depend on which of the two asked.
-
-Size arithmetic (one spatial dimension; `n` is the input size):
-- valid convolution or pooling with kernel k, stride s: floor((n - k) / s) + 1, and no output at all
-  when n < k (torch refuses such a layer; the feature map "vanishes");
-- same convolution (TensorFlow's rule): ceil(n / s), for any n >= 1;
-- adaptive average pooling to a: a; everything else (activations, normalisation) keeps n.
+Size arithmetic (one spatial dimension, input n): valid convolution or pooling with kernel k, stride s:
+floor((n - k) / s) + 1, nothing when n < k (the feature map "vanishes"); same convolution: ceil(n / s);
+adaptive average pooling to a: a; everything else keeps n.
 """
 
 from __future__ import annotations

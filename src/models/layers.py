@@ -3,16 +3,11 @@
 Both networks are built from these factories, so `pooling=min` or `padding=same` on the command line
 changes every pooling / convolution layer of whichever model is chosen, and nothing else.
 
-Pooling (`max | avg | min`): the model fixes the window and stride (2x2/2 for LeNet-5, the overlapping
-3x3/2 for AlexNet); the choice only decides what the window reduces to. Min pooling has no PyTorch
-layer: min(x) = -max(-x), so it is a max pooling of the negated input, negated back.
-
-Padding (`valid | same`) follows TensorFlow/Keras:
-- valid: no padding, output = floor((input - kernel) / stride) + 1;
-- same: output = ceil(input / stride) for any kernel and stride. The total padding needed is
-  max((output - 1) * stride + kernel - input, 0); half of it goes before, the rest (one more pixel
-  when the total is odd) after, which is why TensorFlow's "same" can be asymmetric.
-- paper: each layer padded as in the original paper (the model says which layers those are).
+Pooling (`max | avg | min`): the model fixes the window and stride (2x2/2 for LeNet-5, 3x3/2 for
+AlexNet); the choice decides what the window reduces to. Min pooling is -max(-x).
+Padding (`valid | same | paper`), as TensorFlow/Keras: valid pads nothing; same gives ceil(input / stride)
+for any kernel, padding max((output - 1) * stride + kernel - input, 0) in total, half before and the
+rest (one more pixel when odd) after, so "same" can be asymmetric; paper pads as the original paper.
 """
 
 from __future__ import annotations

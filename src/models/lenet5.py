@@ -6,14 +6,10 @@
     C5  120 units fully connected to the 16x5x5 maps (the paper's 5x5 conv on a 5x5 map is exactly that)
     F6  84 units, output: one unit per class
 
-With `valid` padding and 1x32x32 input that is 61,706 parameters. The paper's S2/S4 had a trainable
-coefficient and bias per map and its C3 used a sparse connection table; like every modern
-re-implementation we use plain pooling and full connections (the 61,706 counts those).
-`padding=same` keeps the 28x28 / 10x10 maps at the input size; the flatten size is derived from the
-input size, pooling and padding, so every combination builds.
-
-`norm=batch` (not in the paper, which predates it) puts a BatchNorm after each convolution, before its
-activation: with only 6 and 16 filters it lets a colour LeNet-5 train faster and further on CIFAR-10.
+Like every modern re-implementation: plain pooling (the paper's S2/S4 had a trainable coefficient and
+bias per map) and full connections (not C3's sparse table). The flatten size is derived from the input
+size, pooling and padding, so every combination builds. `norm=batch` (not in the paper) puts a
+BatchNorm after each convolution, before its activation. Parameter counts: docs/study.md.
 """
 
 from __future__ import annotations

@@ -1,28 +1,12 @@
 """The report of `python -m src.report`: tables and plots comparing finished runs, with mean ± std over seeds.
 
-A run is any directory below the given one (at any depth, the directory itself included) that holds a
-`metrics.json` (written by src.train when a run finishes) or a `.hydra/` folder (a run that started).
-For each finished run the report reads
-- metrics.json: test/val metrics, epochs, fit_seconds, params, the pooling layers' output shapes,
-  overrides (`.hydra/overrides.yaml` when metrics.json has none);
-- its TensorBoard event files (`<run>/tensorboard/`): validation accuracy after every epoch.
-Runs that have not finished are listed as `running` (their process still holds the run's lock,
-src/runs/rundir.py) or `stopped` (failed or killed), and runs whose metrics.json or
-`.hydra/overrides.yaml` is damaged as `damaged`, with the file and what is wrong with it: never
-silently dropped, and never the end of the report.
-
-What it writes into the given directory, and prints:
-- **groups**: runs whose overrides differ only in `seed=` form one setting; each setting's test accuracy
-  as mean ± sample std over its seeds, with parameters and the last pooling layer's output shape;
-- **paired differences** (`--pair KEY=A,B`, e.g. `pooling=min,max`): for every two finished runs that
-  differ only in KEY (A in one, B in the other; same seed, same everything else), A's test accuracy
-  minus B's; per value of `--by` (e.g. the activation) their mean, std and a paired t-test: a difference
-  is "larger than the seed-to-seed noise" when p < 0.05. An experiment can name its pairs in its config
-  (`report.pairs`, `report.by`, see conf/experiment/pool_pad_study.yaml); the command line wins;
-- **every run**: one row each, sorted by test accuracy;
-- `report.md`, `report.png` (val/acc per epoch and test/acc per run), `report_groups.png` (mean test
-  accuracy per setting with std error bars) and the same figure in TensorBoard
-  (`<dir>/tensorboard_report/`, shown by `tensorboard --logdir outputs`).
+A run is any directory below the given one that holds a `metrics.json` or a `.hydra/` folder; the report
+reads each finished run's metrics.json and TensorBoard event files. Runs not finished are listed as
+`running` (their lock is held, src/runs/rundir.py) or `stopped`, damaged ones as `damaged` with the
+reason: never silently dropped. It writes `report.md` and figures into the given directory: settings
+(runs differing only in `seed=`) as mean ± std, paired differences (`--pair KEY=A,B`, per `--by`, with
+a paired t-test; or `report.pairs` in conf/experiment/pool_pad_study.yaml), and every run.
+What each table and figure holds: docs/tensorboard.md.
 """
 
 from __future__ import annotations

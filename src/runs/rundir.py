@@ -4,23 +4,12 @@
     ├── checkpoints/epoch_NNN.ckpt, last.ckpt   Lightning's ModelCheckpoint (conf/callbacks/default.yaml)
     ├── tensorboard/                            the TensorBoard logger (conf/logger/tensorboard.yaml)
     ├── .hydra/{config,hydra,overrides}.yaml    Hydra: the composed config and the command line's overrides
-    ├── config.yaml                             src.train, at the start: the resolved config
-    ├── metrics.json                            src.train, last and atomically: the run has finished
-    ├── eval_<split>.json                       src.eval
+    ├── config.yaml, metrics.json, eval_<split>.json   src.train (metrics.json last: finished), src.eval
     └── .running                                flock'ed by the training process while it runs
 
-The configs in conf/ name `checkpoints/` and `tensorboard/` for the writers (tests/test_rundir.py checks
-that they agree with the names here); everything that reads a run (src.train's resume=, src.eval,
-src.report, src.sweep, bench) reads it through `RunDir`.
-
-Reading is checked: a metrics.json, `.hydra/overrides.yaml` or saved config that does not parse, or
-parses into something src.train never writes, is a `RunFileError` naming the file and what is wrong
-with it (src.report and src.sweep list such a run as damaged and go on; src.eval and resume= stop).
-
-A run's state: it has FINISHED when its metrics.json is there. While it trains, the process holds an
-exclusive `flock` on `.running`; the operating system drops that lock when the process ends however it
-ends (an error, a kill, a power cut), so another process can tell a run that is still going (RUNNING)
-from one that died (STOPPED), without any stale state to clean up.
+Everything that reads a run reads it through `RunDir` (tests/test_rundir.py checks conf/ agrees with
+the names here); a file that does not parse is a `RunFileError` naming it. A run is FINISHED, RUNNING
+or STOPPED: how the `.running` lock tells them apart: docs/development.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,12 @@
 """DDP under Hydra: one run directory per run, however the processes are started.
 
-Three ways processes appear, and what each needs:
-
-1. Lightning's own launcher (`trainer=ddp` / `trainer=ddp_sim` started with plain `python -m src.train`):
-   rank 0 re-launches the script for local ranks 1..n-1. Lightning's stock command re-runs `sys.argv`
-   plus `hydra.run.dir=...`, which breaks in a multirun (argv holds `-m` and the sweep lists, so every
-   child would start a sweep of its own). `child_command` replaces it (src/lightning_ext/process.py:
-   `launch_ranks_with`): the child runs *this job's* task overrides only, in RUN mode, in this job's
-   output directory, without writing `.hydra/`.
-2. External launchers (torchrun, SLURM's srun, Lightning's multi-node env vars): every process runs
-   `cli()` itself and Hydra would give each its own timestamped directory. `rank_overrides` sends the
-   Hydra output of every non-zero rank to a throwaway temporary directory, so the run directory of
-   global rank 0 is the only one; everything a run keeps is written by rank 0 (metrics.json,
-   config.yaml, TensorBoard) or into the directory rank 0 broadcasts (checkpoints).
-3. Several DDP jobs in one process (a serial multirun): `isolated_job` tears the process group down
-   and restores the rendezvous env vars after each job, so the next job starts a fresh group.
-4. hydra/launcher=submitit_slurm: every SLURM task of a job (one per GPU) unpickles the launcher and
-   runs Hydra's job set-up itself, in the run's own directory. `SlurmLauncher` gives the tasks of
-   rank > 0 `task_overrides`: no `.hydra/` of their own and their log on stdout (submitit's per-task
-   log file), not appended to the run's train.log; the run directory stays rank 0's alone.
+- Lightning's own launcher (`trainer=ddp`): `child_command` starts ranks 1..n-1 with this job's own
+  overrides in this job's directory (not `sys.argv`, which in a multirun would start a sweep each);
+- torchrun, srun, Lightning's multi-node env vars: `rank_overrides` sends every non-zero rank's Hydra
+  output to a throwaway directory, so rank 0's run directory is the only one;
+- several DDP jobs in one process (a serial multirun): `isolated_job` gives each a fresh process group;
+- hydra/launcher=submitit_slurm: `SlurmLauncher` keeps the tasks of rank > 0 out of `.hydra/` and train.log.
+How each case works: docs/scale-out.md.
 """
 
 from __future__ import annotations

@@ -1,27 +1,12 @@
 """TensorBoard insight: see what the networks, pooling and padding do.
 
-Every callback here writes into the run's TensorBoard event files (`<run dir>/tensorboard/`) and, through
-`log_image`/`log_text`, into the run's trackers (W&B, MLflow: src/training/trackers.py) too; each is
-its own entry in conf/callbacks/insight.yaml, so any of them can be switched off on the command line,
-e.g. `callbacks.feature_maps=null`. Images are logged every `callbacks.every_n_epochs` epochs (and at
-the last epoch), at the trainer's global step, so TensorBoard's step slider walks through training.
-
-    scalars   train/images_per_second                    ImagesPerSecond
-    images    inputs/train  (the batch as the model sees it) InputGrid
-              filters/<first conv>  (the learnt kernels)  ConvFilters
-              feature_maps/NN_<layer> (one fixed example)  FeatureMaps
-              confusion_matrix/val, /test                 ConfusionAndMistakes
-              mistakes/val, /test (most confident errors)  ConfusionAndMistakes
-    hparams   the flattened config + final metrics         log_hparams (called by src/train.py)
-    graphs    the network traced from example_input_array  src/lightning_ext/tensorboard.py
-
-Rules every callback follows:
-- nothing is logged unless the run has a logger that takes images, TensorBoard or a tracker
-  (`fast_dev_run` swaps the loggers for a DummyLogger, `logger=none` and `logger=csv` have none: the
-  callbacks then do nothing);
-- no per-step host synchronisation: whatever is collected per batch stays on the device and is only
-  copied to the host once, when it is drawn;
-- images are logged from global rank 0 only.
+Callbacks that write into the run's TensorBoard event files and, through `log_image`/`log_text`, into
+its trackers (src/training/trackers.py): images per second, the input batch, the first conv's filters,
+one example's feature maps, confusion matrices and the most confident mistakes; hparams via
+`log_hparams`. Each is its own entry in conf/callbacks/insight.yaml (`callbacks.feature_maps=null`
+switches one off); images are logged every `callbacks.every_n_epochs` epochs, at the global step.
+They log nothing without a logger that takes images, never synchronise with the host per step, and
+log from global rank 0 only. Tags and what to look for: docs/tensorboard.md.
 """
 
 from __future__ import annotations

@@ -1,33 +1,13 @@
 """Experiment trackers beside TensorBoard: Weights & Biases and MLflow (`logger=wandb`, `logger=mlflow`,
 both in `logger=many`; conf/logger/wandb.yaml and mlflow.yaml).
 
-Their packages are the optional `trackers` extra (`uv sync --extra trackers`), so the default install
-stays as small as it was; `check_packages` (called by src/config/check.py before torch is imported) answers a
-tracker chosen without its package in one line.
-
-Both run without a server or a network: W&B offline writes each run into `<run dir>/wandb/offline-run-*`
-(`wandb sync` uploads it later), MLflow into one SQLite store for every run, `<paths.log_dir>/mlflow/
-mlflow.db`, with the images and text under `<paths.log_dir>/mlflow/artifacts/` (`mlflow ui` serves it).
-
-What reaches a tracker, from global rank 0 only:
-- every scalar the module and the callbacks log through Lightning (train/val/test metrics, `lr-*`,
-  `train/images_per_second`): Lightning's WandbLogger and MLFlowLogger, which log from rank 0 only;
-- the resolved config as hyper-parameters, the group choices first (`log_config`, before fitting):
-  src.training.hparams.flat_hparams (what TensorBoard's HParams tab shows), then the other group choices, then
-  every other key of the config;
-- the insight figures as images and the layer-shape text (`log_image`, `log_text`, called by
-  src.training.insight's helpers of the same names, which also write to TensorBoard);
-- at the end (`log_result`): the final metrics, epochs, fit time, parameter count and the paths of the
-  best and of the tested checkpoint; then each run is closed, as failed when training raised
-  (`closing`).
-
-One tracker run per Hydra job, named after the job's overrides (`run_name`), grouped by sweep: in a
-multirun, W&B's `group` and MLflow's experiment are the sweep's directory (`outputs/train/multiruns/
-<time>`); single runs go to the MLflow experiment of their parent directory (`outputs/train/runs`) and to
-no W&B group.
-
-Nothing here imports torch, Lightning or a tracker when the module is imported (src/config/check.py imports it
-for the package check, tests/test_startup.py checks what a mistake imports).
+Their packages are the optional `trackers` extra; `check_packages` (called by src/config/check.py before
+torch is imported) answers a tracker chosen without its package in one line. Both run without a
+server: W&B offline into `<run dir>/wandb/`, MLflow into one SQLite store under `<paths.log_dir>/mlflow/`.
+From global rank 0 they get Lightning's scalars, the resolved config (`log_config`), the insight
+figures (`log_image`, `log_text`) and the final result (`log_result`); one tracker run per Hydra job
+(`run_name`), grouped by sweep. Nothing heavy is imported with this module (tests/test_startup.py).
+What reaches each tracker, and where: docs/trackers.md.
 """
 
 from __future__ import annotations

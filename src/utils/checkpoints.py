@@ -1,23 +1,12 @@
 """Is this checkpoint whole, a Lightning checkpoint, and this model's? Answered without torch.
 
-Every checkpoint the project loads goes through `read_checkpoint` first: `resume=` (src/runs/resume.py,
-before torch is imported), `ckpt_path=` and the test after fit (src/train.py), `src.eval`. A file
-damaged after it was written (a disk error, a truncated copy) would otherwise reach `torch.load`, which
-ends in a page of traceback, or worse, loads a flipped weight without a word: torch.load does not check
-the checksums its own zip archive carries.
-
-What a `torch.save` file is: a zip archive, `<name>/data.pkl` (the pickled dict, tensors replaced by
-references to storages) beside `<name>/data/<n>` (each storage's bytes), every member with its CRC-32.
-So the checks, in order:
-
-1. the zip's directory, at the very end of the file, is there: a truncated file has none;
-2. every member's bytes match its CRC-32 (`ZipFile.testzip`): a flipped or zeroed byte fails;
-3. `data.pkl` unpickles, with every class it names replaced by an inert stand-in (`_Inert`, `_shape`):
-   nothing in the file is imported or run, and a tensor becomes its shape, so the state_dict's names
-   and shapes can be compared with a model's without loading a single weight;
-4. it is a dict with `state_dict`, `epoch` and `global_step`: what Lightning writes; for training to
-   continue from it (`resume=`, `ckpt_path=`), with `optimizer_states` too;
-5. (`check_checkpoint`, once the model is built) its weights have the model's names and shapes.
+Every checkpoint the project loads goes through `read_checkpoint` first (`resume=`, `ckpt_path=`, the
+test after fit, `src.eval`): torch.load does not check the CRC-32s its own zip archive carries, so a
+damaged file would end in a traceback or load a flipped weight without a word. The checks: the zip's
+directory is there (not truncated), every member matches its CRC-32, `data.pkl` unpickles with every
+class replaced by an inert stand-in (nothing imported or run; a tensor becomes its shape), it holds
+what Lightning writes (and `optimizer_states` to continue training), and (`check_checkpoint`) its
+weights have the model's names and shapes. Details: docs/development.md, docs/troubleshooting.md.
 """
 
 from __future__ import annotations
