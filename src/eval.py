@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -53,8 +54,6 @@ def load_run_config(run: RunDir, overrides: Sequence[str] = ()) -> DictConfig:
 
 def yaml_value(text: str) -> Any:
     """`3` -> 3, `true` -> True, `null` -> None, anything else stays a string (as Hydra reads values)."""
-    import yaml
-
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
