@@ -23,6 +23,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
@@ -51,8 +52,6 @@ def load_run_config(run: RunDir, overrides: Sequence[str] = ()) -> DictConfig:
 
 def yaml_value(text: str) -> Any:
     """`3` -> 3, `true` -> True, `null` -> None, anything else stays a string (as Hydra reads values)."""
-    import yaml
-
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:

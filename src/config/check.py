@@ -16,6 +16,7 @@ import functools
 from collections.abc import Sequence
 from pathlib import Path
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.compose import CONFIG_DIR, compose_config, devices_per_node
@@ -87,8 +88,7 @@ def check_model(model: DictConfig) -> None:
     arguments = OmegaConf.to_container(model, resolve=True)
     target = str(arguments.pop("_target_", ""))
     if any(str(key).startswith("_") for key in arguments) or not check_network(target, arguments):
-        import torch
-        from hydra.utils import instantiate
+        import torch  # deferred: torch, only for a model without a torch-free plan
 
         with torch.device("meta"):
             instantiate(model)

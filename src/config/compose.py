@@ -53,7 +53,7 @@ def devices_per_node(devices: Any, local: bool = False) -> int:
     if text.isdigit() and int(text) >= 1:
         return int(text)
     if local:
-        import torch  # only submitit_local with devices=-1/auto counts this machine's GPUs
+        import torch  # deferred: torch, only submitit_local with devices=-1/auto counts this machine's GPUs
 
         return max(torch.cuda.device_count(), 1)
     raise ConfigError(

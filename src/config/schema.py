@@ -20,9 +20,11 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from src.data.catalog import COMMON_RULES, dataset_for_target
+from src.lightning_ext.precision import precision_values
 from src.utils.errors import ConfigError
 from src.utils.rules import Rule, broken_rules, is_int
 
@@ -78,7 +80,7 @@ def _devices_problem(cfg: DictConfig, on_this_machine: bool = True) -> str | Non
     (a cluster launcher: the jobs run on other machines) checks the values only."""
     accelerator, devices = _value(cfg, "trainer.accelerator"), _value(cfg, "trainer.devices")
     if on_this_machine and accelerator in ("gpu", "cuda", "mps"):
-        import torch  # only a config that asks for a GPU here pays for importing torch
+        import torch  # deferred: torch, only for a config that asks for a GPU here
     if on_this_machine and accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         return (
             f"trainer.accelerator={accelerator} is not available: no CUDA GPU on this machine; "
@@ -120,8 +122,6 @@ def _precision_problem(cfg: DictConfig, known_precisions: Collection[str]) -> st
     value = _value(cfg, "trainer.precision")
     if value is _ABSENT or str(value) in known_precisions:
         return None
-    from src.lightning_ext.precision import precision_values
-
     allowed = precision_values()
     if str(value) in allowed:
         return None
@@ -164,8 +164,6 @@ def _argument_problems(cfg: DictConfig, known_arguments: Mapping[str, Collection
     """Keys of the optimizer/scheduler groups that their class does not take, e.g. a plateau
     scheduler's `patience` left over when an experiment's scheduler is swapped for `scheduler=cosine`.
     The class (and with it torch) is imported only when a key is not in `known_arguments[target]`."""
-    from hydra.utils import get_class
-
     problems = []
     for group, supplied in SUPPLIED_ARGUMENTS.items():
         node = _value(cfg, group)

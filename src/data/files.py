@@ -24,6 +24,7 @@ CORRUPT_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
 def download_url(url: str, root: str, filename: str | None = None, md5: str | None = None) -> None:
     """torchvision's `download_url` (redirects, md5 check), imported only when something is downloaded."""
+    # deferred: torchvision, only when something is downloaded
     from torchvision.datasets.utils import download_url as torchvision_download_url
 
     torchvision_download_url(url, root, filename=filename, md5=md5)

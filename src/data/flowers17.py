@@ -166,7 +166,7 @@ def find_splits_file(archive: Path, data_dir: Path) -> Path | None:
 
 def official_split(mat_file: Path, split_index: int) -> dict[str, Tensor]:
     """Split `split_index` (1..3) of datasplits.mat: keys trn<k>, val<k>, tst<k>, 1-based numbers."""
-    from scipy.io import loadmat  # only needed here
+    from scipy.io import loadmat  # deferred: scipy, only to read datasplits.mat
 
     try:
         mat = loadmat(mat_file)

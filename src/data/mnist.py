@@ -101,7 +101,8 @@ def load_mnist(sources: dict[str, Path], cache_dir: Path) -> dict[str, Tensor]:
 def download_mnist(target: Path) -> None:
     """The four official .gz files into `<target>/MNIST/raw/`, each md5-checked, from the first
     mirror that answers."""
-    from torchvision.datasets import MNIST  # its mirrors and md5 sums: only a download imports torchvision
+    # deferred: torchvision (its mirrors and md5 sums), only for a download
+    from torchvision.datasets import MNIST
 
     raw = target / "MNIST" / "raw"
     for filename, md5 in MNIST.resources:

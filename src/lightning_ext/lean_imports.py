@@ -53,7 +53,7 @@ def _flags(run: Callable[[ModuleType], None]) -> Callable[[ModuleType], None]:
 def _package_init(run: Callable[[ModuleType], None]) -> Callable[[ModuleType], None]:
     def exec_module(module: ModuleType) -> None:
         try:
-            from lightning_utilities.core import imports
+            from lightning_utilities.core import imports  # deferred: only as torchmetrics is imported
         except ImportError:  # pragma: no cover - torchmetrics needs lightning_utilities
             run(module)
             return

@@ -16,6 +16,7 @@ def _literal_values(annotation: Any) -> list[Any]:
 def precision_values() -> tuple[str, ...]:
     """Every precision Lightning's Trainer takes, as text ("32-true", "bf16-mixed", "16", ...). Imports
     Lightning (and torch): the config check asks only about values conf/ itself never sets."""
+    # deferred: Lightning (and torch), only for a precision value conf/ never sets
     from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
 
     return tuple(dict.fromkeys(str(value) for value in _literal_values(_PRECISION_INPUT)))

@@ -16,6 +16,7 @@ from collections.abc import Callable
 @functools.cache
 def prepare_process() -> None:
     """Import Lightning and adjust it for this process (see the module doc); a no-op after the first call."""
+    # deferred: Lightning, once per process (config errors are answered before it)
     import lightning  # noqa: F401  (first: importing it sets the variable _skip_nvml_probe_without_driver reads)
 
     _quiet_lightning()
@@ -51,6 +52,6 @@ def launch_ranks_with(command: Callable[[int], tuple[list[str], str]]) -> None:
     Lightning's own command for a Hydra run (its private `_hydra_subprocess_cmd`) re-runs `sys.argv` plus
     `hydra.run.dir=...`, which in a multirun holds `-m` and the sweep lists, so every rank would start a
     sweep of its own (src/training/distributed.py: `child_command`)."""
-    from lightning.pytorch.strategies.launchers import subprocess_script
+    from lightning.pytorch.strategies.launchers import subprocess_script  # deferred: Lightning
 
     subprocess_script._hydra_subprocess_cmd = command

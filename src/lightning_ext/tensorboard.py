@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.core.module import _jit_is_scripting
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from torch import Tensor
 
@@ -33,8 +34,6 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         example = model.example_input_array if input_array is None else input_array
         if not isinstance(example, Tensor):
             return super().log_graph(model, input_array)
-        from lightning.pytorch.core.module import _jit_is_scripting
-
         with _jit_is_scripting(), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit.trace's deprecation notice; TensorBoard still uses it
             self.experiment.add_graph(model, example.to(model.device))

@@ -65,6 +65,7 @@ def val_accuracy_per_epoch(run: RunDir) -> list[tuple[int, float]]:
     log_dir = run.tensorboard
     if not any(log_dir.glob("events.out.tfevents.*")):
         return []
+    # deferred: TensorBoard, only for a run with event files
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     accumulator = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
@@ -190,7 +191,7 @@ class PairedDifference:
             return None
         if self.std == 0:
             return 0.0 if self.mean != 0 else 1.0
-        from scipy.stats import t as student_t
+        from scipy.stats import t as student_t  # deferred: scipy, only for a p-value
 
         statistic = self.mean / (self.std / math.sqrt(n))
         return float(2 * student_t.sf(abs(statistic), n - 1))
@@ -386,10 +387,10 @@ def markdown(runs: Sequence[Run], pairs: Sequence[str] = (), by: str | None = No
 
 # ---------------------------------------------------------------------------------------- plots
 def pyplot():
-    import matplotlib
+    import matplotlib  # deferred: matplotlib, only for a figure
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: pyplot, after the Agg backend is set
 
     return plt
 
@@ -467,7 +468,7 @@ def groups_figure(groups: Sequence[Group], common: Sequence[str], by: str | None
 
 def log_figure_to_tensorboard(figure, log_dir: Path, tag: str) -> None:
     """The figure as an image in `log_dir`'s TensorBoard event file (so `tensorboard --logdir` shows it)."""
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # deferred: torch and TensorBoard, only for a figure
 
     writer = SummaryWriter(str(log_dir))
     try:

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from src.config.compose import register_resolvers
 from src.utils.errors import ConfigError, UserError
 from src.utils.files import atomic_open, write_json_atomically
 
@@ -131,9 +132,7 @@ class RunDir:
             raise UserError(
                 f"{self.path} is not a run directory: it has no config.yaml or .hydra/config.yaml"
             )
-        from src.config.compose import register_resolvers  # .hydra/config.yaml may name them
-
-        register_resolvers()
+        register_resolvers()  # .hydra/config.yaml may name them
         try:
             cfg = OmegaConf.load(path)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:

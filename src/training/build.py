@@ -28,6 +28,7 @@ def build(
     cfg: DictConfig, datamodule: L.LightningDataModule | None = None
 ) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
     """Instantiate datamodule (unless given), network + LightningModule and Trainer from the config."""
+    # deferred: Lightning and torch (config errors are answered before them)
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from src.training.insight import group_insight
@@ -53,7 +54,7 @@ def lightning_defaults(cfg: DictConfig, callbacks: list[L.Callback]) -> dict[str
     `callbacks` group is the whole list: `callbacks=none` means no checkpoints (the test then uses the
     final weights) and `callbacks.progress_bar=null` no bar, unless trainer.enable_checkpointing /
     trainer.enable_progress_bar say otherwise."""
-    from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+    from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar  # deferred: Lightning
 
     present = {
         "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks),

@@ -20,6 +20,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_original_cwd
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 
 # Env vars through which an external launcher tells a process its rank (torchrun sets RANK; SLURM
@@ -87,9 +89,6 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
 
 def child_command(local_rank: int) -> tuple[list[str], str]:
     """The command Lightning's subprocess launcher runs for local rank `local_rank` (see module doc)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.utils import get_original_cwd
-
     hydra_cfg = HydraConfig.get()
     command = [sys.executable, "-m", "src.train", f"--config-name={hydra_cfg.job.config_name}"]
     for source in hydra_cfg.runtime.config_sources:
@@ -113,7 +112,7 @@ def isolated_job() -> Iterator[None]:
     try:
         yield
     finally:
-        import torch.distributed as dist
+        import torch.distributed as dist  # deferred: torch, only as the job ends
 
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

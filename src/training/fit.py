@@ -19,8 +19,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from src.lightning_ext.process import launch_ranks_with, prepare_process
 from src.training.build import build
 from src.training.distributed import child_command, launch_rank
+from src.training.trackers import closing, log_config, log_result
 from src.utils.checkpoints import LIGHTNING_KEYWORDS, check_checkpoint, state_shapes
 from src.utils.files import NoSpaceError
 
@@ -32,11 +34,9 @@ if TYPE_CHECKING:
 
 def train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
     """Fit and test; return the metrics that were written to `run`'s metrics.json."""
-    import lightning as L  # deferred: torch and Lightning take seconds to import
+    # deferred: torch and Lightning take seconds to import (config errors are answered before them)
+    import lightning as L
     import torch
-
-    from src.lightning_ext.process import launch_ranks_with, prepare_process
-    from src.training.trackers import closing
 
     prepare_process()
     launch_ranks_with(child_command)  # DDP ranks: this job's overrides in this job's directory
@@ -66,7 +66,7 @@ def train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
 def tested_checkpoint(trainer: L.Trainer, which: str) -> str | None:
     """The checkpoint to test: the best on val/acc, or the last epoch's (for a run that trained on its
     validation split, where "best" would select nothing). None: the weights in memory."""
-    from src.lightning_ext.checkpoints import checkpoint_paths
+    from src.lightning_ext.checkpoints import checkpoint_paths  # deferred: imports Lightning
 
     best, last = checkpoint_paths(trainer)
     return (best if which == "best" else last) or None
@@ -90,9 +90,9 @@ def fit_and_test(
     run: RunDir,
 ) -> dict[str, Any]:
     """Fit, test the chosen checkpoint, and (rank 0) write config.yaml and metrics.json."""
+    # deferred: import torch and Lightning
     from src.models.shapes import pooled_shapes
     from src.training.insight import log_hparams
-    from src.training.trackers import log_config, log_result
 
     shapes = pooled_shapes(module.model)  # before training: on the CPU, one image, the weights untouched
     if trainer.is_global_zero:

@@ -18,11 +18,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from omegaconf import DictConfig
+from PIL import Image
 from torch import Tensor, nn
 
 from src.lightning_ext.tensorboard import add_summaries
@@ -34,7 +37,7 @@ from src.training.hparams import flat_hparams
 def make_grid(tensor: Tensor, **kwargs: Any) -> Tensor:
     """torchvision's make_grid, imported when the first image is drawn (a run without a TensorBoard
     logger, or with fast_dev_run, draws none and does not import torchvision for it)."""
-    from torchvision.utils import make_grid as torchvision_make_grid
+    from torchvision.utils import make_grid as torchvision_make_grid  # deferred: torchvision
 
     return torchvision_make_grid(tensor, **kwargs)
 
@@ -93,9 +96,6 @@ def enlarge(images: Tensor, min_size: int) -> Tensor:
 
 def figure_to_image(figure) -> Tensor:
     """Render a matplotlib figure (Agg, no display needed) into a (3, H, W) uint8 tensor."""
-    import numpy as np
-    from PIL import Image
-
     plt = pyplot()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
@@ -107,10 +107,10 @@ def figure_to_image(figure) -> Tensor:
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend: draws into memory, works without a display."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib, only for a figure
 
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: pyplot, after the Agg backend is set
 
     return plt
 
@@ -539,8 +539,7 @@ def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: Mapping[str, float
     writer = tensorboard(trainer)
     if writer is None or not trainer.is_global_zero:
         return
-    from hydra.core.hydra_config import HydraConfig
-    from torch.utils.tensorboard.summary import hparams  # imports TensorBoard: only with its logger
+    from torch.utils.tensorboard.summary import hparams  # deferred: TensorBoard, only with its logger
 
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     params = flat_hparams(cfg, choices)

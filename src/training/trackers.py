@@ -26,9 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from src.lightning_ext.loggers import drop_anonymous
+from src.training.distributed import launch_rank
 from src.training.hparams import flat_hparams
 from src.utils.errors import ConfigError, UserError
 
@@ -111,9 +114,6 @@ def run_name(overrides: Sequence[str], fallback: str) -> str:
 
 def hydra_job() -> Job:
     """The name and the grouping of this Hydra job's tracker run."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     if not HydraConfig.initialized():
         cwd = Path.cwd()
         return Job(name=cwd.name, sweep=None, parent=_shown(cwd, cwd), output_dir=str(cwd))
@@ -134,8 +134,6 @@ def hydra_job() -> Job:
 
 
 def _launch_rank() -> int:
-    from src.training.distributed import launch_rank
-
     return launch_rank()
 
 
@@ -155,7 +153,7 @@ def wandb_logger(
     go below `state_dir` unless WANDB_*_DIR already name them; online, W&B's own defaults (and your
     `wandb login`) apply. `settings` go to wandb.init (by default: no console capture, no banner)."""
     _require("wandb", "wandb")
-    from lightning.pytorch.loggers import WandbLogger
+    from lightning.pytorch.loggers import WandbLogger  # deferred: Lightning and wandb, only for this logger
 
     if offline and state_dir:
         for variable, folder in WANDB_STATE.items():
@@ -213,7 +211,7 @@ def mlflow_logger(
     the run is named after the job's overrides and tagged with its directory. A local store gets its
     artifacts (images, text) in `artifacts/` beside it unless `artifact_location` says otherwise."""
     _require("mlflow", "mlflow")
-    from lightning.pytorch.loggers import MLFlowLogger
+    from lightning.pytorch.loggers import MLFlowLogger  # deferred: Lightning and mlflow, only for this logger
 
     # MLflow's first use of a store logs every migration step at INFO; keep the console to the run
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.store.db.db_types"):
@@ -233,7 +231,7 @@ def mlflow_logger(
             **kwargs,
         )
         if _launch_rank() == 0:  # create the experiment now, under the lock (Lightning finds it later)
-            from mlflow.tracking import MlflowClient
+            from mlflow.tracking import MlflowClient  # deferred: mlflow, only for this logger
 
             client = MlflowClient(tracking_uri)  # the store MLFlowLogger has just opened
             experiment = client.get_experiment_by_name(experiment_name)
@@ -246,7 +244,7 @@ def mlflow_logger(
 
 # ------------------------------------------------------------------------------------ logging
 def _classes() -> tuple[type, type]:
-    from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
+    from lightning.pytorch.loggers import MLFlowLogger, WandbLogger  # deferred: Lightning
 
     return WandbLogger, MLFlowLogger
 
@@ -283,8 +281,6 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
     the group choices model, data, pooling, padding, optimizer, scheduler, experiment, then what tells
     runs apart), the other group choices (trainer, logger, callbacks, ...), then every other key, dotted
     (`trainer.max_epochs`, `data.val_size`, `paths.output_dir`, ...)."""
-    from hydra.core.hydra_config import HydraConfig
-
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
     params = flat_hparams(cfg, choices)
     for group, choice in choices.items():
@@ -310,7 +306,7 @@ def log_config(trainer: L.Trainer, cfg: DictConfig) -> None:
 def _hwc_uint8(image: Any):
     """A (C, H, W) image, uint8 or float in [0, 1], as the (H, W, C) uint8 array the trackers take;
     floats are scaled as TensorBoard's add_image scales them."""
-    import torch
+    import torch  # deferred: torch, only when an image is logged
 
     image = image.detach().cpu()
     if image.dtype != torch.uint8:
@@ -342,7 +338,7 @@ def log_text(logger: Any, tag: str, text: str, step: int) -> None:
     wandb_class, _ = _classes()
     plain = text.replace("  \n", "\n")  # TensorBoard's markdown line breaks
     if isinstance(logger, wandb_class):
-        import wandb
+        import wandb  # deferred: wandb, only for its logger
 
         logger.log_metrics({tag: wandb.Html(f"<pre>{html.escape(plain)}</pre>", inject=False)}, step=step)
     else:
@@ -370,7 +366,7 @@ def log_result(trainer: L.Trainer, result: Mapping[str, Any]) -> None:
         if isinstance(logger, wandb_class):
             logger.experiment.summary.update({**final, **paths})
             continue
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import Metric, RunTag  # deferred: mlflow, only for its logger
 
         client, run_id, now = logger.experiment, logger.run_id, int(time.time() * 1000)
         latest = client.get_run(run_id).data.metrics

@@ -79,7 +79,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
 
 def atomic_save(obj: object, path: str | os.PathLike) -> None:
     """torch.save that never leaves a half-written file."""
-    import torch
+    import torch  # deferred: torch, only to save a checkpoint
 
     with atomic_open(path) as handle:
         torch.save(obj, handle)
