@@ -140,6 +140,7 @@ def keras(args: argparse.Namespace, results_dir: Path) -> None:
 
 def scaling(args: argparse.Namespace, results_dir: Path) -> None:
     result = run_scaling(args.overrides)
+    results_dir.mkdir(parents=True, exist_ok=True)  # the plot is drawn before save() writes the tables
     scaling_plot(result, results_dir / "scaling.png")
     save("scaling", result, [*scaling_markdown(result), "", "![scaling](scaling.png)"], results_dir)
 
