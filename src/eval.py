@@ -23,39 +23,14 @@ from typing import Any
 
 import lightning as L
 import torch
-import yaml
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from src.lightning_ext.process import prepare_process
-from src.runs.rundir import RUN_CONFIG_KEYS, RunDir
-from src.utils.checkpoints import check_checkpoint, state_shapes
+from src.runs.rundir import RunDir
+from src.runs.trained import load_trained
 from src.utils.errors import UserError, user_errors
 
 SPLITS = ("test", "val", "train")
-
-
-def load_run_config(run: RunDir, overrides: Sequence[str] = ()) -> DictConfig:
-    """The run's saved config with `key=value` overrides applied (struct mode: no new keys)."""
-    cfg = run.read_config(needs=RUN_CONFIG_KEYS)
-    OmegaConf.set_struct(cfg, True)
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep or not key:
-            raise UserError(f"{override!r} is not key=value")
-        if OmegaConf.select(cfg, key, default=KeyError) is KeyError:
-            raise UserError(f"{key} is not a key of the run's config")
-        OmegaConf.update(cfg, key, yaml_value(value), merge=True)
-    return cfg
-
-
-def yaml_value(text: str) -> Any:
-    """`3` -> 3, `true` -> True, `null` -> None, anything else stays a string (as Hydra reads values)."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
 
 
 def evaluate(
@@ -66,16 +41,7 @@ def evaluate(
     if split not in SPLITS:
         raise UserError(f"split={split} is not a choice; allowed: {', '.join(SPLITS)}")
     run = RunDir(run_dir)
-    cfg = load_run_config(run, overrides)
-    checkpoint_path = ckpt_path or run.tested_checkpoint()
-    datamodule = instantiate(cfg.data)
-    module = instantiate(cfg.module, model=instantiate(cfg.model))
-    check_checkpoint(checkpoint_path, state_shapes(module))
-    try:
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated file, or one that would need pickled code
-        raise UserError(f"cannot load {checkpoint_path}: {str(error).splitlines()[0]}") from error
-    module.load_state_dict(checkpoint["state_dict"])
+    cfg, datamodule, module, checkpoint_path = load_trained(run, overrides, ckpt_path)
     prepare_process()  # Lightning's console tips off, as in src.train
     classes = module.model.num_classes
     matrix = confusion_matrix(module, datamodule, split, classes)

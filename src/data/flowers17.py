@@ -25,6 +25,7 @@ from src.data.base import InMemoryDataModule, TensorSplit, random_crops, random_
 from src.data.cache import fingerprint, load_or_build
 from src.data.catalog import FLOWERS17
 from src.data.files import CORRUPT_ARCHIVE, download_atomically, download_dir
+from src.data.images import square
 from src.utils.errors import DataError
 
 CLASSES = FLOWERS17.class_names  # in the order of the images' numbers
@@ -79,13 +80,7 @@ def check_numbering(numbers: set[int], archive: Path) -> None:
 def decode_square(jpeg: bytes, size: int) -> np.ndarray:
     """Decode a JPEG, resize its short side to `size` and keep the central `size` x `size` square."""
     with Image.open(io.BytesIO(jpeg)) as image:
-        rgb = image.convert("RGB")
-    scale = size / min(rgb.size)
-    width, height = (max(size, round(side * scale)) for side in rgb.size)
-    rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)  # PIL antialiases when shrinking
-    left, top = (width - size) // 2, (height - size) // 2
-    rgb = rgb.crop((left, top, left + size, top + size))
-    return np.asarray(rgb).transpose(2, 0, 1)  # HWC -> CHW (a view)
+        return square(image, 3, size)
 
 
 def decode_archive(archive: Path, size: int = DECODED_SIZE) -> tuple[Tensor, Tensor]:

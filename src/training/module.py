@@ -140,6 +140,10 @@ class ImageClassifier(L.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._eval_step(batch, "test")
 
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """Class probabilities (N, classes) of a batch of model inputs (src.predict)."""
+        return self(batch[0]).softmax(dim=-1)
+
     def on_train_start(self) -> None:
         self.val_acc_best.reset()  # the sanity-check validation must not count as the best
         if self._resumed:  # here, not on load: the sanity check before this draws from the RNG
