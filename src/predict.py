@@ -19,7 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.data.images import image_files, read_image
+from src.lightning_ext.process import prepare_process
 from src.runs.rundir import RunDir
+from src.runs.trained import load_trained
 from src.utils.errors import UserError, user_errors
 from src.utils.files import atomic_open
 
@@ -60,11 +62,9 @@ def predict(
     files = image_files(paths)
     run = RunDir(run_dir)
     run.read_config()  # a missing or damaged run directory: one line, before torch is imported
-    import lightning as L  # deferred: imports torch (the mistakes above are answered before it)
+    # deferred: torch and Lightning (the mistakes above are answered before they are imported)
+    import lightning as L
     import torch
-
-    from src.lightning_ext.process import prepare_process
-    from src.runs.trained import load_trained
 
     prepare_process()
     _, datamodule, module, _ = load_trained(run, overrides, ckpt_path)
