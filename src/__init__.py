@@ -9,7 +9,7 @@ lean_imports.install()  # torchmetrics without torchvision, matplotlib, scipy.si
 
 
 def __getattr__(name: str) -> Any:
-    """`src.load_run` on first use, so that `import src.<module>` stays light."""
+    """`load_run` (src/api.py) on first use, so that `import src.<module>` stays light."""
     if name == "load_run":
         from src import api  # deferred: imports torch (every command imports src before its checks)
 

@@ -43,7 +43,7 @@ def test_train_answers_a_mistake_as_the_cli_does(tmp_path):
 
 
 def test_the_project_package_stays_light():
-    """`import src` (every command does) does not import torch for the API: src.load_run is lazy."""
+    """`import src` (every command does) does not import torch for the API: its load_run is lazy."""
     import subprocess
     import sys
 
