@@ -10,7 +10,7 @@ ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST := $(RUN) pytest -n $(TEST_WORKERS) --dist worksteal
 
-.PHONY: setup setup-trackers train test test-fast lint format tensorboard bench summary screenshots clean
+.PHONY: setup setup-trackers setup-extras train test test-fast lint format tensorboard bench summary screenshots clean
 
 setup:  ## install uv (if missing) and the locked environment
 	$(SYNC)
@@ -18,13 +18,16 @@ setup:  ## install uv (if missing) and the locked environment
 setup-trackers:  ## setup + the optional trackers extra: Weights & Biases and MLflow (logger=wandb|mlflow|many)
 	$(SYNC) --extra trackers
 
+setup-extras:  ## setup + every optional extra: trackers, and export (ONNX, onnxruntime, safetensors for src.export)
+	$(SYNC) --extra trackers --extra export
+
 train: setup  ## train LeNet-5 on MNIST (DATA_DIR=... points at the data); extra overrides: ARGS="..."
 	$(RUN) python -m src.train model=lenet5 data=mnist $(ARGS)
 
-test: setup-trackers  ## the whole test suite, real-data and tracker tests included (data tests skip without DATA_DIR data)
+test: setup-extras  ## the whole test suite, real-data and tracker tests included (data tests skip without DATA_DIR data)
 	$(PYTEST) $(ARGS)
 
-test-fast: setup-trackers  ## everything but the slow tests (real data, the fresh-machine set-up, ...)
+test-fast: setup-extras  ## everything but the slow tests (real data, the fresh-machine set-up, ...)
 	$(PYTEST) -m "not slow" $(ARGS)
 
 lint: setup  ## ruff, and import-linter's contracts (pyproject.toml: src/'s layers, no import circles)

@@ -377,7 +377,10 @@ class InMemoryDataModule(L.LightningDataModule):
         returned as it is."""
         if images.is_floating_point():
             return images
-        x = images.float().div_(255)
+        return self.pixels_to_model_input(images.float().div_(255), train)
+
+    def pixels_to_model_input(self, x: Tensor, train: bool = False) -> Tensor:
+        """`to_model_input` of a float batch of pixels in [0, 1] (src.export folds this into the model)."""
         x = self.augment(x) if train else self.eval_view(x)
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)

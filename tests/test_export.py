@@ -1,0 +1,100 @@
+"""src.export: the network with its preprocessing folded in, as ONNX (checked with onnxruntime) or
+torch.export's pt2, equal to the checkpoint's PyTorch output within 1e-4 and in every argmax."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from src import export as export_module
+from src.export import main as export_main
+from src.runs.rundir import RunDir
+from src.runs.trained import load_trained
+from src.train import train
+from src.utils.errors import UserError
+from tests.conftest import compose_train_config, fast_overrides, make_tiny_mnist, run_cli
+
+QUIET = ["trainer.max_epochs=1", "logger=none", "callbacks.input_grid=null", "callbacks.feature_maps=null",
+         "callbacks.filters=null", "test=false"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_tiny_mnist(tmp_path_factory.mktemp("export") / "data")
+
+
+def trained_run(data: Path, root: Path, *overrides: str) -> Path:
+    train(compose_train_config([*fast_overrides(data, root), *QUIET, *overrides], root / "run"))
+    return root / "run"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("padding", ["valid", "same", "paper"])
+@pytest.mark.parametrize("pooling", ["max", "avg", "min"])
+def test_onnx_of_lenet5_under_every_pooling_and_padding(data, tmp_path, capsys, pooling, padding):
+    import onnxruntime
+
+    run = trained_run(data, tmp_path, f"pooling={pooling}", f"padding={padding}")
+    export_main([str(run)])
+    assert "the same class for every one" in capsys.readouterr().out
+    session = onnxruntime.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    _, datamodule, module, _ = load_trained(RunDir(run))
+    datamodule.setup("test")
+    images, _ = datamodule.splits["test"][list(range(5))]  # another batch size than the export's
+    with torch.no_grad():
+        expected = module(datamodule.to_model_input(images, train=False)).softmax(dim=-1).numpy()
+    got = session.run(None, {"pixels": (images.float() / 255).numpy()})[0]
+    assert got.shape == (5, 10) and np.abs(got - expected).max() <= 1e-4
+    assert (run / "model.safetensors").is_file()
+
+
+def test_pt2_export_and_its_weights(data, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    run = trained_run(data, tmp_path)
+    out = tmp_path / "lenet5.pt2"
+    export_main([str(run), "format=pt2", f"out={out}"])
+    assert f"wrote {out}" in capsys.readouterr().out
+    program = torch.export.load(str(out)).module()
+    pixels = torch.rand(3, 1, 28, 28)  # pixels at MNIST's stored size, any batch
+    probabilities = program(pixels)
+    assert probabilities.shape == (3, 10) and torch.allclose(probabilities.sum(dim=1), torch.ones(3))
+    _, _, module, _ = load_trained(RunDir(run))
+    weights = load_file(str(out.with_suffix(".safetensors")))
+    assert weights.keys() == module.model.state_dict().keys()
+
+
+def test_a_difference_beyond_the_tolerance_writes_nothing(data, tmp_path, monkeypatch):
+    run = trained_run(data, tmp_path)
+    monkeypatch.setattr(export_module, "TOLERANCE", -1.0)  # every export now "differs"
+    with pytest.raises(UserError, match="differs from the checkpoint"):
+        export_module.export(run, "pt2")
+    assert not (run / "model.pt2").exists() and not (run / "model.safetensors").exists()
+
+
+def test_export_without_its_packages_says_how_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a)
+    )
+    with pytest.raises(UserError, match="format=onnx needs onnx: install them with uv sync --extra export"):
+        export_module.parse(["somewhere"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{tmp}", "format=tflite"], "format=tflite is not a choice; allowed: onnx, pt2"),
+        (["{tmp}", "size=3"], "size=3 is not an option"),
+        (["{tmp}"], str(Path("{tmp}"))),  # not a run directory
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
+    result = run_cli("src.export", *(a.format(tmp=tmp_path) for a in args))
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message.format(tmp=tmp_path) in lines[0], result.stderr
