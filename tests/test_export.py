@@ -17,6 +17,7 @@ from src.runs.trained import load_trained
 from src.train import train
 from src.utils.errors import UserError
 from tests.conftest import compose_train_config, fast_overrides, make_tiny_mnist, run_cli
+from tests.tiny_data import make_tiny_flowers
 
 QUIET = ["trainer.max_epochs=1", "logger=none", "callbacks.input_grid=null", "callbacks.feature_maps=null",
          "callbacks.filters=null", "test=false"]  # fmt: skip
@@ -98,3 +99,21 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message.format(tmp=tmp_path) in lines[0], result.stderr
+
+
+ALEXNETS = {"alexnet_lrn_groups2": ["model=alexnet", "model.groups=2"], "alexnet_bn": ["model=alexnet_bn"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", list(ALEXNETS))
+def test_onnx_of_alexnet_on_flowers17(tmp_path, capsys, model):
+    """AlexNet (LRN, the paper's two-GPU groups) and AlexNet-BN on tiny Flowers-17 (224/227 crops of the
+    256x256 images, inside the export), one training batch: the export matches the checkpoint."""
+    data = make_tiny_flowers(tmp_path / "data")
+    base = [o for o in fast_overrides(data, tmp_path) if not o.startswith("data.val_size")]
+    limits = ["data=flowers17", "data.batch_size=8", "data.eval_batch_size=64",
+              "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1"]  # fmt: skip
+    train(compose_train_config([*base, *QUIET, *limits, *ALEXNETS[model]], tmp_path / "run"))
+    export_main([str(tmp_path / "run")])
+    assert "the same class for every one" in capsys.readouterr().out
+    assert (tmp_path / "run" / "model.onnx").is_file()
