@@ -15,6 +15,7 @@ from src.runs.rundir import RunDir
 from src.runs.trained import load_trained
 from src.train import train
 from tests.conftest import SHARED_DATA, compose_train_config, fast_overrides, make_tiny_mnist, run_cli
+from tests.tiny_data import make_tiny_flowers
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +108,33 @@ def test_bad_input_is_one_line_exit_2(run_dir, tmp_path, args, message):
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+@pytest.mark.slow
+def test_flowers17_jpegs_are_predicted_as_the_evaluation_path_does(tmp_path):
+    """Flowers-17's own JPEG files (tiny stand-ins, the archive's layout), predicted by src.predict, get the
+    class the network gives the decoded test images through the datamodule's evaluation path (the centre
+    view: src.predict does not take the ten-crop test view)."""
+    from src.data.flowers17 import read_jpegs
+
+    data = make_tiny_flowers(tmp_path / "data")
+    base = [o for o in fast_overrides(data, tmp_path) if not o.startswith("data.val_size")]
+    overrides = [*base, "data=flowers17", "model=lenet5", "trainer.max_epochs=1", "logger=none", "test=false",
+                 "+trainer.limit_train_batches=4", "callbacks.input_grid=null", "callbacks.feature_maps=null",
+                 "callbacks.filters=null"]  # fmt: skip
+    train(compose_train_config(overrides, tmp_path / "run"))
+    _, datamodule, module, _ = load_trained(RunDir(tmp_path / "run"))
+    dataset = datamodule.found()
+    test = datamodule._split(dataset)["test"][:40]
+    with torch.no_grad():
+        expected = module(datamodule.to_model_input(dataset.data[test], train=False)).argmax(dim=1)
+    jpegs = read_jpegs(dataset.archive)
+    folder = tmp_path / "jpg"
+    folder.mkdir()
+    for index in test.tolist():
+        (folder / f"image_{index + 1:04d}.jpg").write_bytes(jpegs[index + 1])
+    out = tmp_path / "flowers.csv"
+    predict_main([str(tmp_path / "run"), str(folder), f"out={out}"])
+    names = datamodule.label_names(module.model.num_classes)
+    by_file = {Path(row[0]).name: names.index(row[1]) for row in list(csv.reader(out.open()))[1:]}
+    assert [by_file[f"image_{index + 1:04d}.jpg"] for index in test.tolist()] == expected.tolist()
