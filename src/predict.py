@@ -62,6 +62,8 @@ def predict(
     files = image_files(paths)
     run = RunDir(run_dir)
     run.read_config()  # a missing or damaged run directory: one line, before torch is imported
+    if ckpt_path is None:
+        run.tested_checkpoint()  # likewise a run without a checkpoint
     # deferred: torch and Lightning (the mistakes above are answered before they are imported)
     import lightning as L
     import torch

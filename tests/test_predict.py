@@ -98,11 +98,14 @@ def test_a_bad_file_is_one_warning_and_the_others_are_predicted(run_dir, tmp_pat
         (["{run}"], "usage: python -m src.predict"),
         (["{tmp}/norun", "{tmp}/empty"], "holds no image file"),
         (["{tmp}/norun", "{tmp}/one.png"], "norun"),  # no saved config: not a run directory
+        (["{tmp}/nockpt", "{tmp}/one.png"], "checkpoints/last.ckpt"),  # a run without a checkpoint
     ],
 )
 def test_bad_input_is_one_line_exit_2(run_dir, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "norun").mkdir()
+    (tmp_path / "nockpt").mkdir()
+    (tmp_path / "nockpt" / "config.yaml").write_text((run_dir / "config.yaml").read_text())
     Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(tmp_path / "one.png")
     result = run_cli("src.predict", *(a.format(run=run_dir, tmp=tmp_path) for a in args))
     assert result.returncode == 2, result.stderr[-2000:]
