@@ -27,7 +27,7 @@ from torch import Tensor
 
 from src.lightning_ext.process import prepare_process
 from src.runs.rundir import RunDir
-from src.runs.trained import load_trained
+from src.runs.trained import evaluation_trainer, load_trained
 from src.utils.errors import UserError, user_errors
 
 SPLITS = ("test", "val", "train")
@@ -84,15 +84,7 @@ def confusion_matrix(
     for the test split (with its test view, e.g. Flowers-17's ten crops), `trainer.validate` for the
     validation split and for the training images (in order, without augmentation)."""
     counter = ConfusionCounter(classes)
-    trainer = L.Trainer(
-        accelerator="auto",
-        devices=1,
-        logger=False,
-        callbacks=[counter],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = evaluation_trainer([counter])
     if split == "test":
         trainer.test(module, datamodule=datamodule, verbose=False)
     else:

@@ -21,7 +21,7 @@ from pathlib import Path
 from src.data.images import image_files, read_image
 from src.lightning_ext.process import prepare_process
 from src.runs.rundir import RunDir
-from src.runs.trained import load_trained
+from src.runs.trained import evaluation_trainer, load_trained
 from src.utils.errors import UserError, user_errors
 from src.utils.files import atomic_open
 
@@ -64,9 +64,7 @@ def predict(
     run.read_config()  # a missing or damaged run directory: one line, before torch is imported
     if ckpt_path is None:
         run.tested_checkpoint()  # likewise a run without a checkpoint
-    # deferred: torch and Lightning (the mistakes above are answered before they are imported)
-    import lightning as L
-    import torch
+    import torch  # deferred: imports torch (the mistakes above are answered before it)
 
     prepare_process()
     _, datamodule, module, _ = load_trained(run, overrides, ckpt_path)
@@ -88,8 +86,7 @@ def predict(
         batch_size=datamodule.eval_batch_size,
     )
     datamodule.predict_dataloader = lambda: loader  # the datamodule converts each batch, as in evaluation
-    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer = evaluation_trainer()
     probabilities = torch.cat(trainer.predict(module, datamodule=datamodule))
     names = datamodule.label_names(probabilities.shape[1])
     top = probabilities.topk(min(topk, probabilities.shape[1]), dim=1)

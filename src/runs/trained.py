@@ -60,3 +60,12 @@ def load_trained(
         raise UserError(f"cannot load {checkpoint_path}: {str(error).splitlines()[0]}") from error
     module.load_state_dict(checkpoint["state_dict"])
     return cfg, datamodule, module.eval(), Path(checkpoint_path)
+
+
+def evaluation_trainer(callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
+    """A Trainer that only evaluates or predicts: one device (a GPU when there), no logger, no
+    checkpoints, no progress bar, no model summary."""
+    import lightning as L  # deferred: imports torch
+
+    quiet = {"enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
+    return L.Trainer(accelerator="auto", devices=1, logger=False, callbacks=list(callbacks), **quiet)
