@@ -28,7 +28,7 @@ from src.config.check import validate_command_line
 from src.config.compose import CONFIG_DIR
 from src.data.images import read_image
 from src.runs.rundir import RunDir
-from src.runs.trained import load_trained
+from src.runs.trained import load_trained, top_classes
 from src.training import fit
 
 
@@ -74,9 +74,7 @@ class Run:
         images = items if isinstance(items, Tensor) else torch.stack([self.read(item) for item in items])
         with torch.no_grad():
             probabilities = self.module(self.preprocess(images)).softmax(dim=-1)
-        top = probabilities.topk(min(topk, len(self.classes)), dim=1)
-        return [[(self.classes[int(i)], float(p)) for p, i in zip(ps, idx, strict=True)]
-                for ps, idx in zip(top.values, top.indices, strict=True)]  # fmt: skip
+        return top_classes(probabilities, self.classes, topk)
 
 
 def load_run(path: str | Path, ckpt_path: str | Path | None = None) -> Run:

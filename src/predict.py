@@ -21,7 +21,7 @@ from pathlib import Path
 from src.data.images import image_files, read_image
 from src.lightning_ext.process import prepare_process
 from src.runs.rundir import RunDir
-from src.runs.trained import evaluation_trainer, load_trained
+from src.runs.trained import evaluation_trainer, load_trained, top_classes
 from src.utils.errors import UserError, user_errors
 from src.utils.files import atomic_open
 
@@ -89,11 +89,8 @@ def predict(
     trainer = evaluation_trainer()
     probabilities = torch.cat(trainer.predict(module, datamodule=datamodule))
     names = datamodule.label_names(probabilities.shape[1])
-    top = probabilities.topk(min(topk, probabilities.shape[1]), dim=1)
-    return [
-        {"path": str(path), "top": [(names[int(i)], float(p)) for p, i in zip(ps, idx, strict=True)]}
-        for path, ps, idx in zip(readable, top.values, top.indices, strict=True)
-    ]
+    tops = top_classes(probabilities, names, topk)
+    return [{"path": str(path), "top": top} for path, top in zip(readable, tops, strict=True)]
 
 
 def to_csv(rows: Sequence[dict]) -> str:

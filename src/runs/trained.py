@@ -69,3 +69,10 @@ def evaluation_trainer(callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
 
     quiet = {"enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
     return L.Trainer(accelerator="auto", devices=1, logger=False, callbacks=list(callbacks), **quiet)
+
+
+def top_classes(probabilities: Any, names: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+    """Each row's `k` most probable (class name, probability), most probable first."""
+    top = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
+    return [[(names[int(i)], float(p)) for p, i in zip(ps, idx, strict=True)]
+            for ps, idx in zip(top.values, top.indices, strict=True)]  # fmt: skip
