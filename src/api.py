@@ -61,8 +61,9 @@ class Run:
         return self.module.model
 
     def preprocess(self, images: Tensor) -> Tensor:
-        """uint8 images (N, C, H, W) as the dataset holds them -> the model's input, as in evaluation."""
-        return self.datamodule.to_model_input(images, train=False)
+        """uint8 images (N, C, H, W) as the dataset holds them -> the model's input, as in the test (with
+        its ten crops or mirror images where the run tested so: (N, views, C, H, W))."""
+        return self.datamodule.pixels_to_model_input(images.float() / 255, test_view=True)
 
     def read(self, path: str | Path) -> Tensor:
         """An image file as the dataset holds its images (src/data/images.py)."""

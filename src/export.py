@@ -5,7 +5,8 @@
 
 The exported model takes a float32 batch (N, C, H, W) of pixels in [0, 1] at the dataset's stored size
 (1x28x28 for MNIST, 3x32x32 for CIFAR-10, 3x256x256 for Flowers-17), any N, and returns class
-probabilities: the run's evaluation conversion (padding, resizing, normalisation, the centre crop) is
+probabilities: the run's test-time conversion (padding, resizing, normalisation, the centre crop, or
+Flowers-17's ten crops with `data.ten_crop_test=true`, flip-averaging with `data.flip_eval=true`) is
 inside. The weights are also written as safetensors beside it. Before it finishes, the exported model runs
 on the run's test images and must match the checkpoint's PyTorch output within 1e-4, with the same
 argmax everywhere, else one error line and no file. Needs the `export` extra (onnx, onnxruntime,
@@ -27,6 +28,7 @@ from src.utils.errors import UserError, user_errors
 FORMATS = ("onnx", "pt2")
 PACKAGES = {"onnx": ("onnx", "onnxscript", "onnxruntime", "safetensors"), "pt2": ("safetensors",)}
 TOLERANCE = 1e-4
+CHECKED_IMAGES = 256  # the test images the export is checked on
 INSTALL = "uv sync --extra export (or make test, which installs every extra)"
 
 
@@ -58,7 +60,7 @@ def with_preprocessing(module: Any, datamodule: Any) -> Any:
             self.module = module
 
         def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-            return self.module(datamodule.pixels_to_model_input(pixels)).softmax(dim=-1)
+            return self.module(datamodule.pixels_to_model_input(pixels, test_view=True)).softmax(dim=-1)
 
     return Exported().eval()
 
@@ -76,7 +78,7 @@ def export(run_dir: Path, chosen: str = "onnx", out: Path | None = None) -> tupl
     model = with_preprocessing(module, datamodule)
     datamodule.setup("test")
     test = datamodule.splits["test"]
-    images, _ = test[list(range(min(256, len(test))))]
+    images, _ = test[list(range(min(CHECKED_IMAGES, len(test))))]
     pixels = images.float() / 255
     with torch.no_grad():
         expected = model(pixels)

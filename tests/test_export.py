@@ -16,8 +16,8 @@ from src.runs.rundir import RunDir
 from src.runs.trained import load_trained
 from src.train import train
 from src.utils.errors import UserError
-from tests.conftest import compose_train_config, fast_overrides, make_tiny_mnist, run_cli
-from tests.tiny_data import make_tiny_flowers
+from tests.conftest import SHARED_DATA, compose_train_config, fast_overrides, make_tiny_mnist, run_cli
+from tests.tiny_data import make_tiny_cifar, make_tiny_flowers
 
 QUIET = ["trainer.max_epochs=1", "logger=none", "callbacks.input_grid=null", "callbacks.feature_maps=null",
          "callbacks.filters=null", "test=false"]  # fmt: skip
@@ -101,19 +101,47 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
     assert len(lines) == 1 and message.format(tmp=tmp_path) in lines[0], result.stderr
 
 
-ALEXNETS = {"alexnet_lrn_groups2": ["model=alexnet", "model.groups=2"], "alexnet_bn": ["model=alexnet_bn"]}
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["tiny", "real"])
+def test_onnx_of_lenet5_on_cifar10_with_its_flip_averaged_test(tmp_path, capsys, source):
+    """LeNet-5 on CIFAR-10 (tiny stand-in, and the real archive when it is there), tested flip-averaged:
+    the export takes 3x32x32 pixels, folds the mirror-image average in, and matches the checkpoint."""
+    import onnxruntime
+
+    data = make_tiny_cifar(tmp_path / "data") if source == "tiny" else SHARED_DATA
+    if not (data / "cifar-10-python.tar.gz").exists():
+        pytest.skip(f"real CIFAR-10 not found in {SHARED_DATA} (set DATA_DIR)")
+    base = [o for o in fast_overrides(data, tmp_path) if not o.startswith("data.val_size")]
+    cifar = ["data=cifar10", "data.flip_eval=true", "+trainer.limit_train_batches=20"]
+    cifar += ["data.val_size=20"] if source == "tiny" else []
+    train(compose_train_config([*base, *QUIET, *cifar], tmp_path / "run"))
+    export_main([str(tmp_path / "run")])
+    assert "the same class for every one" in capsys.readouterr().out
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "run" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    probabilities = session.run(None, {"pixels": np.random.rand(3, 3, 32, 32).astype(np.float32)})[0]
+    assert probabilities.shape == (3, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+ALEXNETS = {
+    "alexnet_lrn_groups2": ["model=alexnet", "model.groups=2"],
+    "alexnet_bn_ten_crops": ["model=alexnet_bn", "data.ten_crop_test=true"],
+}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", list(ALEXNETS))
-def test_onnx_of_alexnet_on_flowers17(tmp_path, capsys, model):
-    """AlexNet (LRN, the paper's two-GPU groups) and AlexNet-BN on tiny Flowers-17 (224/227 crops of the
-    256x256 images, inside the export), one training batch: the export matches the checkpoint."""
-    data = make_tiny_flowers(tmp_path / "data")
+def test_onnx_of_alexnet_on_flowers17(tmp_path, capsys, monkeypatch, model):
+    """AlexNet (LRN, the paper's two-GPU groups) and AlexNet-BN tested on ten crops, on tiny Flowers-17
+    (224/227 crops of the 256x256 images, inside the export), one training batch: the export matches the
+    checkpoint."""
+    data = make_tiny_flowers(tmp_path / "data", textured=True)
     base = [o for o in fast_overrides(data, tmp_path) if not o.startswith("data.val_size")]
     limits = ["data=flowers17", "data.batch_size=8", "data.eval_batch_size=64",
               "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1"]  # fmt: skip
     train(compose_train_config([*base, *QUIET, *limits, *ALEXNETS[model]], tmp_path / "run"))
+    monkeypatch.setattr(export_module, "CHECKED_IMAGES", 32)  # AlexNet on 10 crops: 32 images are enough
     export_main([str(tmp_path / "run")])
     assert "the same class for every one" in capsys.readouterr().out
     assert (tmp_path / "run" / "model.onnx").is_file()

@@ -225,11 +225,13 @@ def test_train_eval_and_ten_crop_shapes(tmp_path, input_size, input_channels, cr
     assert datamodule.to_model_input(images, train=True).shape == model_input
     centre = datamodule.to_model_input(images, train=False)  # no trainer: one centre crop
     assert centre.shape == model_input
-    datamodule.trainer = SimpleNamespace(training=False, testing=False)  # validating: one crop
+    datamodule.trainer = SimpleNamespace(training=False, testing=False, predicting=False)  # validating
     assert datamodule.on_after_batch_transfer((images, torch.zeros(4)), 0)[0].shape == model_input
-    datamodule.trainer = SimpleNamespace(training=False, testing=True)
+    datamodule.trainer = SimpleNamespace(training=False, testing=False, predicting=True)  # as the test
+    predicted = datamodule.on_after_batch_transfer((images, torch.zeros(4)), 0)[0]
+    datamodule.trainer = SimpleNamespace(training=False, testing=True, predicting=False)
     ten = datamodule.on_after_batch_transfer((images, torch.zeros(4)), 0)[0]
-    assert ten.shape == (4, 10, input_channels, input_size, input_size)
+    assert ten.shape == (4, 10, input_channels, input_size, input_size) and torch.equal(predicted, ten)
     assert torch.allclose(ten[:, 4], centre)  # the centre crop
     assert torch.allclose(ten[:, 5:], ten[:, :5].flip(-1), atol=1e-5)  # then the five mirrored
 

@@ -70,13 +70,17 @@ def write_cifar_archive(
     return batches
 
 
-def tiny_flowers_jpegs(colours: np.ndarray) -> dict[int, bytes]:
-    """image_0001 … image_1360: landscape 16x12 and portrait 12x16 in turn, each one plain colour."""
-    encoded = {}
+def tiny_flowers_jpegs(colours: np.ndarray, textured: bool = False) -> dict[int, bytes]:
+    """image_0001 … image_1360: landscape 16x12 and portrait 12x16 in turn, each one plain colour, or
+    (`textured`) that colour plus noise, so that crops of one image differ."""
+    encoded, rng = {}, np.random.default_rng(0)
     for number, colour in enumerate(colours, start=1):
-        size = (16, 12) if number % 2 else (12, 16)
+        width, height = (16, 12) if number % 2 else (12, 16)
+        pixels = np.broadcast_to(colour, (height, width, 3)).astype(np.int16)
+        if textured:
+            pixels = pixels + rng.integers(-60, 61, pixels.shape)
         buffer = io.BytesIO()
-        Image.new("RGB", size, tuple(int(c) for c in colour)).save(buffer, format="JPEG", quality=95)
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=95)
         encoded[number] = buffer.getvalue()
     return encoded
 
@@ -100,10 +104,10 @@ def snapshot(directory: Path) -> list[tuple[str, int, int]]:
     return [(str(p.relative_to(directory)), p.stat().st_size, p.stat().st_mtime_ns) for p in entries]
 
 
-def make_tiny_flowers(root: Path, seed: int = 0) -> Path:
-    """<root>/flowers17/17flowers.tgz with 1360 tiny one-colour JPEGs; returns root."""
+def make_tiny_flowers(root: Path, seed: int = 0, textured: bool = False) -> Path:
+    """<root>/flowers17/17flowers.tgz with 1360 tiny one-colour (or `textured`) JPEGs; returns root."""
     colours = np.random.default_rng(seed).integers(0, 256, (1360, 3), dtype=np.uint8)
-    write_tgz(root / "flowers17" / "17flowers.tgz", tiny_flowers_jpegs(colours))
+    write_tgz(root / "flowers17" / "17flowers.tgz", tiny_flowers_jpegs(colours, textured))
     return root
 
 

@@ -334,9 +334,9 @@ class InMemoryDataModule(L.LightningDataModule):
     def static_inputs(self, train: bool) -> bool:
         """Whether `to_model_input(images, train)` is the same every time for an image (no random
         augmentation): then a split is made model-ready once instead of batch by batch. True where a
-        subclass overrides none of augment (for train), eval_view (for evaluation), to_model_input."""
+        subclass overrides none of augment (for train), eval_view (for evaluation), pixels_to_model_input."""
         base = InMemoryDataModule
-        if type(self).to_model_input is not base.to_model_input:
+        if type(self).pixels_to_model_input is not base.pixels_to_model_input:
             return False
         return type(self).augment is base.augment if train else type(self).eval_view is base.eval_view
 
@@ -377,10 +377,15 @@ class InMemoryDataModule(L.LightningDataModule):
         returned as it is."""
         if images.is_floating_point():
             return images
-        return self.pixels_to_model_input(images.float().div_(255), train)
+        return self.pixels_to_model_input(images.float().div_(255), train, self.testing_or_predicting())
 
-    def pixels_to_model_input(self, x: Tensor, train: bool = False) -> Tensor:
-        """`to_model_input` of a float batch of pixels in [0, 1] (src.export folds this into the model)."""
+    def testing_or_predicting(self) -> bool:
+        """Whether the batch is for the test (or src.predict, which classifies as the test does)."""
+        return self.trainer is not None and (self.trainer.testing or self.trainer.predicting)
+
+    def pixels_to_model_input(self, x: Tensor, train: bool = False, test_view: bool = False) -> Tensor:
+        """`to_model_input` of a float batch of pixels in [0, 1] (src.export folds this into the model);
+        `test_view`: the test's own view where a datamodule has one (Flowers-17's ten crops)."""
         x = self.augment(x) if train else self.eval_view(x)
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)

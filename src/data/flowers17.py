@@ -283,15 +283,10 @@ class Flowers17DataModule(InMemoryDataModule):
     def eval_view(self, images: Tensor) -> Tensor:
         return centre_crop(images, self.crop_size)
 
-    def _ten_crop_now(self) -> bool:
-        if not self.ten_crop_test:
-            return False
-        return self.trainer is not None and self.trainer.testing
-
-    def to_model_input(self, images: Tensor, train: bool) -> Tensor:
+    def pixels_to_model_input(self, x: Tensor, train: bool = False, test_view: bool = False) -> Tensor:
         """As the base class; for a ten-crop test (N, 10, C, H, W), each crop fitted and normalised."""
-        if train or not self._ten_crop_now():
-            return super().to_model_input(images, train)
-        crops = ten_crops(images, self.crop_size)  # uint8 (N, 10, C, S, S)
+        if train or not (test_view and self.ten_crop_test):
+            return super().pixels_to_model_input(x, train)
+        crops = ten_crops(x, self.crop_size)  # (N, 10, C, S, S)
         # Each crop takes the usual evaluation path (its centre crop of size S is itself).
-        return super().to_model_input(crops.flatten(0, 1), train=False).unflatten(0, crops.shape[:2])
+        return super().pixels_to_model_input(crops.flatten(0, 1)).unflatten(0, crops.shape[:2])
