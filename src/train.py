@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from src.config.check import validate_command_line
-from src.runs.resume import expand_resume
+from src.runs.resume import expand_resume, log_resume_warnings
 from src.runs.rundir import RunDir
 from src.training import fit
 from src.training.distributed import isolated_job, rank_overrides
@@ -32,6 +32,7 @@ def train(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     with user_errors(), isolated_job():  # isolated_job: a fresh DDP process group for each job of a multirun
+        log_resume_warnings()  # into train.log, which Hydra has opened by now
         result = train(cfg)
     return fit.objective(result, cfg.get("optimized_metric"))
 

@@ -1,21 +1,28 @@
 """Files damaged after they were written, through the real CLI on tiny data: checkpoints (resume=,
-ckpt_path=, src.eval, the test after fit), dataset caches, run directories read by src.report /
-src.sweep / src.eval, and writes that run out of room (a file-size limit standing in for a full disk)."""
+ckpt_path=, src.eval, the test after fit; also ones planted with code to run), dataset caches, run
+directories read by src.report / src.sweep / src.eval, and writes that run out of room (a file-size
+limit standing in for a full disk)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pickletools
 import re
 import shutil
 import tarfile
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from src.data import cache
 from src.data.flowers17 import Flowers17
+from src.utils.checkpoints import TORCH_SAFE_GLOBALS, CheckpointError, read_checkpoint
 from tests.conftest import fast_overrides, run_cli
 from tests.test_report import fake_run
 from tests.tiny_data import make_tiny_cifar, make_tiny_flowers, make_tiny_mnist
@@ -178,6 +185,141 @@ def test_eval_with_a_damaged_or_foreign_checkpoint_ends_in_one_line(trained, tmp
         "holds model.classifier.fc1.weight 120x1024 (the model's: 120x400); give a checkpoint of this "
         "model and data (the same model=, padding=, data=)"
     )
+
+
+# ----------------------------------------------------------------- checkpoints that would run code
+SYSTEM = f"{os.system.__module__}.system"  # how a pickle names os.system: posix.system on Linux
+RUNS_CODE = (
+    f"would run code when loaded: its data.pkl names {SYSTEM}, which torch.load(weights_only=True) refuses; "
+    "the file is not used"
+)
+
+
+class RunsCode:
+    """Unpickled, it runs `touch <marker>`: what a planted checkpoint can do with any command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def plant_code(checkpoint: Path, marker: Path, into: Path | None = None) -> Path:
+    """The real Lightning checkpoint `checkpoint` with one more entry that runs `touch <marker>` when
+    unpickled, saved by torch.save over `checkpoint` (or into `into`)."""
+    state = torch.load(checkpoint, weights_only=True)
+    state["payload"] = RunsCode(marker)
+    torch.save(state, into or checkpoint)
+    return into or checkpoint
+
+
+def only_line(result) -> str:
+    """stderr, after checking that the command failed as a user error and that stderr is that one line."""
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-3000:]
+    return lines[0]
+
+
+def pickle_globals(checkpoint: Path) -> set[str]:
+    """The globals (`module.name`) the data.pkl of a torch.save file names, read with pickletools."""
+    with zipfile.ZipFile(checkpoint) as archive:
+        payload = archive.read(next(name for name in archive.namelist() if name.endswith("/data.pkl")))
+    return {arg.replace(" ", ".") for op, arg, _ in pickletools.genops(payload) if op.name == "GLOBAL"}
+
+
+def test_the_checks_list_of_safe_globals_is_torchs():
+    """src/utils/checkpoints.py names, without torch, exactly the globals the installed torch's
+    `torch.load(weights_only=True)` allows by default (a torch upgrade that changes them fails here)."""
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    assert set(TORCH_SAFE_GLOBALS) == set(_get_allowed_globals())
+
+
+def test_real_checkpoints_of_a_fit_are_accepted(trained):
+    """Every checkpoint a fit wrote (the best, each epoch's, last.ckpt) names only globals torch allows,
+    and the check accepts it for resuming."""
+    checkpoints = sorted((trained / "run" / "checkpoints").glob("*.ckpt"))
+    assert [path.name for path in checkpoints] == ["epoch_000.ckpt", "epoch_001.ckpt", "last.ckpt"]
+    for path in checkpoints:
+        found = pickle_globals(path)
+        assert "collections.OrderedDict" in found and "torch._utils._rebuild_tensor_v2" in found, found
+        assert found <= TORCH_SAFE_GLOBALS, found - TORCH_SAFE_GLOBALS
+        assert read_checkpoint(path, resume=True).global_step > 0
+
+
+def test_the_planted_checkpoint_runs_its_code_when_loaded_unchecked(trained, tmp_path):
+    """The payload of the tests below is live: loaded with weights_only=False it creates its marker, and
+    the check refuses it naming os.system's global."""
+    marker = tmp_path / "ran"
+    planted = plant_code(trained / "run" / "checkpoints" / "last.ckpt", marker, tmp_path / "planted.ckpt")
+    with pytest.raises(CheckpointError, match=re.escape(f"checkpoint {planted} {RUNS_CODE}")):
+        read_checkpoint(planted)
+    assert not marker.exists()
+    torch.load(planted, weights_only=False)
+    assert marker.exists()
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(trained, tmp_path):
+    """ckpt_path= of src.train and src.eval, src.predict of a run whose checkpoint was replaced, and
+    resume= of a run whose every checkpoint was replaced: exit 2, one stderr line naming the global, and
+    the planted command never runs."""
+    marker = tmp_path / "ran"
+    planted = plant_code(trained / "run" / "checkpoints" / "last.ckpt", marker, tmp_path / "planted.ckpt")
+    overrides = [*fast_overrides(trained / "data", tmp_path), *QUIET]
+    line = only_line(run_cli("src.train", *overrides, f"ckpt_path={planted}"))
+    assert line == f"error: checkpoint {planted} {RUNS_CODE}"
+    assert not (tmp_path / "run").exists()  # refused before the run started
+
+    run = copy_run(trained, tmp_path / "copy")
+    line = only_line(run_cli("src.eval", str(run), f"ckpt_path={planted}"))
+    assert line == f"error: checkpoint {planted} {RUNS_CODE}"
+
+    checkpoints = run / "checkpoints"
+    tested = checkpoints / Path(json.loads((run / "metrics.json").read_text())["tested_checkpoint"]).name
+    plant_code(tested, marker)
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(tmp_path / "one.png")
+    line = only_line(run_cli("src.predict", str(run), str(tmp_path / "one.png")))
+    assert line == f"error: checkpoint {tested} {RUNS_CODE}"
+
+    for checkpoint in checkpoints.glob("*.ckpt"):
+        if checkpoint != tested:
+            plant_code(checkpoint, marker)
+    line = only_line(run_cli("src.train", f"resume={run}"))
+    assert line == (
+        f"error: resume={run} has no whole checkpoint to continue from: "
+        f"checkpoint {checkpoints / 'last.ckpt'} {RUNS_CODE}; "
+        f"checkpoint {checkpoints / 'epoch_000.ckpt'} {RUNS_CODE}; "
+        f"checkpoint {checkpoints / 'epoch_001.ckpt'} {RUNS_CODE}; start the run again without resume="
+    )
+    assert not marker.exists()
+
+
+def test_resume_passes_a_last_ckpt_that_would_run_code_over_and_logs_it_in_train_log(trained, tmp_path):
+    """resume= of a run whose last.ckpt was replaced: it continues from the newest safe checkpoint, the
+    warning is one stderr line (not repeated on stdout) and a WARNING in the run's train.log, and the
+    planted command never runs."""
+    run = copy_run(trained, tmp_path)
+    checkpoints, steps, marker = run / "checkpoints", steps_per_epoch(run), tmp_path / "ran"
+    plant_code(checkpoints / "last.ckpt", marker)
+    log_before = (run / "train.log").read_text()
+
+    result = run_cli("src.train", f"resume={run}", "trainer.max_epochs=3")
+    succeeded(result)
+    warning = (
+        f"checkpoint {checkpoints / 'last.ckpt'} {RUNS_CODE}; resume continues from "
+        f"{checkpoints / 'epoch_001.ckpt'}, saved after 2 epochs (global step {2 * steps})"
+    )
+    assert warnings(result) == [f"warning: {warning}"]
+    assert warning not in result.stdout
+    log = (run / "train.log").read_text()
+    assert log.startswith(log_before)  # appended to the run's own log
+    logged = [line for line in log[len(log_before) :].splitlines() if warning in line]
+    assert len(logged) == 1 and logged[0].endswith(f"[src.runs.resume][WARNING] - {warning}"), logged
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["epochs"], metrics["global_step"]) == (3, 3 * steps)
+    assert not marker.exists()
 
 
 # ------------------------------------------------------------------------------- run directories

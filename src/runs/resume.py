@@ -7,13 +7,16 @@ expands (and checks) `resume=` before anything heavy is imported. What makes the
 is in src/training/reliability.py.
 
 `last.ckpt` is checked before it is used (src/utils/checkpoints.py: whole, every byte matching its
-CRC-32, a Lightning checkpoint with optimizer state). A damaged one is passed over for the newest whole
-checkpoint of the run (the best-so-far `epoch_NNN.ckpt`), in one line on stderr; when none is whole,
-one line says so and nothing starts.
+CRC-32, no global that `torch.load(weights_only=True)` refuses, a Lightning checkpoint with optimizer
+state). A damaged one, or one that would run code when loaded, is passed over for the newest whole
+checkpoint of the run (the best-so-far `epoch_NNN.ckpt`), in one line on stderr, which
+`log_resume_warnings` also writes into the run's train.log once Hydra has opened it; when none is
+whole, one line says so and nothing starts.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +24,11 @@ from pathlib import Path
 from src.runs.rundir import RunDir, override_key
 from src.utils.checkpoints import CheckpointError, read_checkpoint
 from src.utils.errors import ConfigError
+
+log = logging.getLogger(__name__)
+# The warnings `resume_checkpoint` printed: src.train expands resume= before Hydra sets up logging (and
+# before Hydra knows the run directory), so they wait here for `log_resume_warnings`.
+_UNLOGGED: list[str] = []
 
 
 def expand_resume(argv: Sequence[str]) -> list[str]:
@@ -69,5 +77,18 @@ def resume_checkpoint(run: RunDir) -> Path:
             "start the run again without resume="
         )
     newest = max(whole, key=lambda checkpoint: (checkpoint.global_step, checkpoint.epoch))
-    print(f"warning: {damaged}; resume continues from {newest.describe()}", file=sys.stderr)
+    message = f"{damaged}; resume continues from {newest.describe()}"
+    print(f"warning: {message}", file=sys.stderr)
+    _UNLOGGED.append(message)
     return newest.path
+
+
+def log_resume_warnings() -> None:
+    """Write the warnings that expanding `resume=` printed into the log files Hydra opened for the run
+    (its train.log, a WARNING of this module's logger): they belong to the run that resumes. Call it once
+    Hydra has set up logging (in the task function). Only the files: the console had them on stderr."""
+    files = [handler for handler in logging.getLogger().handlers if isinstance(handler, logging.FileHandler)]
+    while _UNLOGGED:
+        record = log.makeRecord(log.name, logging.WARNING, __file__, 0, _UNLOGGED.pop(0), None, None)
+        for handler in files:
+            handler.handle(record)

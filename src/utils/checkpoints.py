@@ -4,17 +4,21 @@ Every checkpoint the project loads goes through `read_checkpoint` first (`resume
 test after fit, `src.eval`): torch.load does not check the CRC-32s its own zip archive carries, so a
 damaged file would end in a traceback or load a flipped weight without a word. The checks: the zip's
 directory is there (not truncated), every member matches its CRC-32, `data.pkl` unpickles with every
-class replaced by an inert stand-in (nothing imported or run; a tensor becomes its shape), it holds
-what Lightning writes (and `optimizer_states` to continue training), and (`check_checkpoint`) its
-weights have the model's names and shapes. Details: docs/development.md, docs/troubleshooting.md.
+class replaced by an inert stand-in (nothing imported or run; a tensor becomes its shape) and names no
+global outside what `torch.load(weights_only=True)` allows (a file that would run code when loaded is
+refused in one line naming the first such global, not left to torch's traceback), it holds what
+Lightning writes (and `optimizer_states` to continue training), and (`check_checkpoint`) its weights
+have the model's names and shapes. Details: docs/development.md, docs/troubleshooting.md.
 """
 
 from __future__ import annotations
 
 import io
 import pickle
+import sys
 import zipfile
 import zlib
+from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -66,11 +70,80 @@ def _shape(storage: Any, offset: Any, size: Any, *rest: Any) -> tuple[int, ...]:
     return tuple(int(n) for n in size)
 
 
+# The globals `torch.load(weights_only=True)` unpickles (torch/_weights_only_unpickler.py:
+# `_get_allowed_globals`), as names, so that they are known without importing torch; tests/test_damage.py
+# checks that this is exactly torch's list for the installed version.
+_DENSE, _SPARSE = ("torch", "torch.cuda"), ("torch.sparse", "torch.cuda.sparse")  # tensor types' modules
+_TENSOR_TYPES = ("Byte", "Char", "Short", "Int", "Long", "Half", "Float", "Double", "BFloat16")
+_STORAGE_TYPES = (*_TENSOR_TYPES, "Bool", "ComplexFloat", "ComplexDouble")
+_DTYPES = (
+    "bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64", "bfloat16",
+    "complex32", "complex64", "complex128", "qint8", "quint8", "qint32", "quint4x2", "quint2x4",
+    "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz", "float8_e8m0fnu",
+    "float4_e2m1fn_x2", "bcomplex32", "bits1x8", "bits2x4", "bits4x2", "bits8", "bits16", "uint16",
+    "uint32", "uint64", *(f"uint{bits}" for bits in range(1, 8)), *(f"int{bits}" for bits in range(1, 8)),
+)  # fmt: skip
+_REBUILDS = (
+    "parameter", "parameter_with_state", "qtensor", "tensor", "tensor_v2", "tensor_v3", "sparse_tensor",
+    "meta_tensor_no_storage", "nested_tensor", "wrapper_subclass", "device_tensor_from_numpy",
+    "device_tensor_from_cpu_tensor",
+)  # fmt: skip
+TORCH_SAFE_GLOBALS = frozenset(
+    {
+        "collections.OrderedDict",
+        "collections.Counter",
+        "torch.nn.parameter.Parameter",
+        "torch.serialization._get_layout",
+        "torch.Size",
+        "torch.Tensor",
+        "torch.device",
+        "_codecs.encode",  # bytes
+        "builtins.bytearray",
+        "builtins.set",
+        "builtins.complex",
+        "torch._tensor._rebuild_from_type_v2",
+        "torch.storage.TypedStorage",
+        "torch.storage.UntypedStorage",
+        *(f"torch.{dtype}" for dtype in _DTYPES),
+        *(f"torch.{scheme}" for scheme in ("per_tensor_affine", "per_tensor_symmetric")),
+        *(f"torch.{scheme}" for scheme in ("per_channel_affine", "per_channel_symmetric")),
+        "torch.per_channel_affine_float_qparams",
+        *(f"torch._utils._rebuild_{kind}" for kind in _REBUILDS),
+        *(f"{where}.{kind}Tensor" for where in _DENSE for kind in (*_TENSOR_TYPES, "Bool")),
+        *(f"{where}.{kind}Tensor" for where in _SPARSE for kind in _TENSOR_TYPES),
+        *(f"{where}.{kind}Storage" for where in _DENSE for kind in _STORAGE_TYPES),
+        *(f"torch.{kind}Storage" for kind in ("QUInt8", "QInt8", "QInt32", "QUInt4x2", "QUInt2x4")),
+    }
+)
+
+
+def _user_safe_globals() -> set[str]:
+    """The globals allowed with `torch.serialization.add_safe_globals` in this process, named as torch
+    names them; none when torch is not imported (nothing can have been added)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "serialization"):
+        return set()
+    return {
+        entry[1] if isinstance(entry, tuple) else f"{entry.__module__}.{entry.__qualname__}"
+        for entry in torch.serialization.get_safe_globals()
+    }
+
+
+class _CodeGlobal(Exception):
+    """The pickle names a global that `torch.load(weights_only=True)` refuses: the name, `posix.system`."""
+
+
 class _ShapeUnpickler(pickle.Unpickler):
-    """Unpickles a checkpoint's data.pkl into plain dicts, lists, numbers and tensor shapes."""
+    """Unpickles a checkpoint's data.pkl into plain dicts, lists, numbers and tensor shapes; a global
+    outside `TORCH_SAFE_GLOBALS` (code to run, a class to build) ends it in `_CodeGlobal`."""
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == ("collections", "OrderedDict"):
+        # Python 2 names, as torch.save's protocol 2 writes some (`__builtin__ set`) and torch maps them
+        module, name = NAME_MAPPING.get((module, name), (IMPORT_MAPPING.get(module, module), name))
+        full_name = f"{module}.{name}"
+        if full_name not in TORCH_SAFE_GLOBALS and full_name not in _user_safe_globals():
+            raise _CodeGlobal(full_name)
+        if full_name == "collections.OrderedDict":
             return OrderedDict  # state_dicts are OrderedDicts with a `_metadata` attribute
         if module == "torch._utils" and name.startswith("_rebuild_tensor"):
             return _shape
@@ -103,6 +176,11 @@ def _unpickle(path: Path) -> Any:
         raise CheckpointError(f"cannot be read ({error})") from None
     try:
         return _ShapeUnpickler(io.BytesIO(payload)).load()
+    except _CodeGlobal as refused:
+        raise CheckpointError(
+            f"would run code when loaded: its data.pkl names {refused}, which torch.load(weights_only=True) "
+            "refuses; the file is not used"
+        ) from None
     except Exception as error:  # any malformed pickle: its reason, on one line
         raise CheckpointError(
             f"is damaged: its data.pkl does not unpickle ({type(error).__name__})"
