@@ -28,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the project's src/
+from src.runs.events import event_file_problems  # noqa: E402
 from src.runs.rundir import RunDir, find_runs  # noqa: E402
 
 # file name -> (URL fragment, window width, window height); %7C is "|" (tag filters are regexes)
@@ -49,8 +50,19 @@ SWEEP_HPARAMS_PAGES = {"tensorboard_sweep_hparams.png": ("hparams", 2400, 600)}
 SWEEP_PAGES = {"tensorboard_sweep_pool1.png": ("images&tagFilter=feature_maps%2F0%5B13%5D_", 1600, 1700)}
 
 
+def whole_event_files(run: RunDir) -> bool:
+    """False, after one warning line per damaged event file (src/runs/events.py), when the run has one:
+    TensorBoard would show it cut short without a word."""
+    problems = event_file_problems(run.tensorboard)
+    for problem in problems:
+        print(f"warning: {problem}; run left out", file=sys.stderr)
+    return not problems
+
+
 def finished_runs_with_tensorboard(root: Path) -> list[RunDir]:
-    return [run for run in find_runs(root) if run.metrics_file.is_file() and run.tensorboard.is_dir()]
+    """Finished runs with TensorBoard logs whose event files are whole (the damaged: one warning each)."""
+    runs = [run for run in find_runs(root) if run.metrics_file.is_file() and run.tensorboard.is_dir()]
+    return [run for run in runs if whole_event_files(run)]
 
 
 def newest_run(root: Path) -> Path:
@@ -159,6 +171,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     run_dir = (args.run_dir or newest_run(ROOT / "outputs")).resolve()
+    if args.run_dir:
+        for problem in event_file_problems(RunDir(run_dir).tensorboard):  # the run asked for: taken anyway
+            print(f"warning: {problem}; its pages show what TensorBoard reads before it", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     serve_and_capture(["--logdir", str(RunDir(run_dir).tensorboard)], PAGES, args.out, args.only)
     print(f"(run: {run_dir})")

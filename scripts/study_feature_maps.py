@@ -29,7 +29,8 @@ from src.runs.report import first_config, load_runs  # noqa: E402
 from src.runs.rundir import RunDir  # noqa: E402
 
 
-def last_image(run_dir: Path, layer: str) -> Image.Image:
+def last_image(run_dir: Path, layer: str) -> Image.Image | None:
+    """The last feature_maps image of `layer` in the run's event files; None without one."""
     log_dir = RunDir(run_dir).tensorboard
     accumulator = EventAccumulator(str(log_dir), size_guidance={IMAGES: 0})
     accumulator.Reload()
@@ -37,7 +38,7 @@ def last_image(run_dir: Path, layer: str) -> Image.Image:
         t for t in accumulator.Tags()["images"] if t.startswith("feature_maps/") and t.endswith(f"_{layer}")
     ]
     if not tags:
-        raise SystemExit(f"error: no feature_maps/..._{layer} image in {log_dir}")
+        return None
     event = accumulator.Images(tags[0])[-1]
     return Image.open(io.BytesIO(event.encoded_image_string))
 
@@ -64,9 +65,16 @@ def main() -> None:
             if run is None:
                 axis.set_title(f"{activation} + {pooling} pooling: no run")
                 continue
+            for problem in run.event_problems:  # TensorBoard reads the file only up to the damage
+                print(f"warning: {problem}; its image may be missing", file=sys.stderr)
             zeros = run.metrics.get(f"test/{args.layer}_zeros")
             mean = run.metrics.get(f"test/{args.layer}_mean")
-            axis.imshow(last_image(run.path, args.layer))
+            image = last_image(run.path, args.layer)
+            if image is None:  # a run logged without FeatureMaps, or whose event file is cut short
+                print(f"warning: no feature_maps/..._{args.layer} image in {run.path}", file=sys.stderr)
+                axis.set_title(f"{activation} + {pooling} pooling: no {args.layer} image")
+                continue
+            axis.imshow(image)
             numbers = "" if zeros is None else f"\n{zeros:.0%} zeros, mean {mean:+.2f} (test set)"
             axis.set_title(f"{activation} + {pooling} pooling: {args.layer}{numbers}", fontsize=10)
     name = first_config(runs).get("task_name") or args.sweep.name

@@ -11,6 +11,8 @@ import os
 import pickletools
 import re
 import shutil
+import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -20,8 +22,10 @@ import pytest
 import torch
 from PIL import Image
 
+from src.config.compose import PROJECT_ROOT
 from src.data import cache
 from src.data.flowers17 import Flowers17
+from src.runs.report import load_runs
 from src.utils.checkpoints import TORCH_SAFE_GLOBALS, CheckpointError, read_checkpoint
 from tests.conftest import fast_overrides, run_cli
 from tests.test_report import fake_run
@@ -378,6 +382,75 @@ def test_report_and_sweep_list_runs_with_damaged_files_and_go_on(tmp_path):
     assert runs[1]["overrides"] == ["pooling=avg"]  # from .hydra/, which is whole
     assert [line.split(":")[0] for line in warnings(summary)] == ["warning"] * 3
     assert json.loads(summary.stdout)["job"] == "0"
+
+
+def write_event_file(run: Path, epochs: int = 4) -> Path:
+    """`val/acc` and `epoch` at each epoch's step, as Lightning's TensorBoard logger writes them."""
+    from torch.utils.tensorboard import SummaryWriter  # deferred: only for these event files
+
+    writer = SummaryWriter(str(run / "tensorboard"))
+    for epoch in range(epochs):
+        writer.add_scalar("val/acc", 0.5 + epoch / 10, global_step=10 * (epoch + 1))
+        writer.add_scalar("epoch", epoch, global_step=10 * (epoch + 1))
+    writer.close()
+    return next((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_report_and_sweep_name_a_truncated_and_an_empty_event_file_and_go_on(tmp_path):
+    """TensorBoard's reader stops at a record cut short without a word (and reads nothing of an empty
+    file): src.report and src.sweep name each damaged file in one warning line and keep the run, whose
+    metrics.json is whole; the report's curve of the truncated run is what was read before the cut."""
+    sweep = tmp_path / "sweep"
+    for job, (pooling, acc) in enumerate([("max", 0.9), ("avg", 0.8), ("min", 0.7)]):
+        write_event_file(fake_run(sweep, str(job), [f"pooling={pooling}"], acc))
+    truncated = next((sweep / "1" / "tensorboard").glob("events.out.tfevents.*"))
+    truncated.write_bytes(truncated.read_bytes()[:-7])  # the last record (epoch 3's `epoch`) cut short
+    empty = next((sweep / "2" / "tensorboard").glob("events.out.tfevents.*"))
+    empty.write_bytes(b"")
+
+    report = run_cli("src.report", str(sweep))
+    succeeded(report)
+    size = truncated.stat().st_size
+    assert warnings(report) == [
+        f"warning: run 1: {truncated} is truncated at byte {size}: its record at byte {size - 36} needs 43 "
+        "bytes; TensorBoard reads only the 8 records before it; its curves end there",
+        f"warning: run 2: {empty} is empty (0 bytes): its writer stopped before writing a record; "
+        "its curves end there",
+    ]
+    text = (sweep / "report.md").read_text()
+    section = text.split("### Damaged event files (2)")[1].split("\n\n")[1].splitlines()
+    assert [line.split(": ", 1)[0] for line in section] == ["- 1", "- 2"]
+    assert f"{truncated} is truncated" in section[0] and f"{empty} is empty" in section[1]
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[0] for row in rows] == ["| 0", "| 1", "| 2"]  # all three in the table
+    runs = {run.name: run for run in load_runs(sweep)}
+    assert [epoch for epoch, _ in runs["0"].val_curve] == [1, 2, 3, 4]
+    assert len(runs["1"].val_curve) == 4  # val/acc of epoch 4 came before the cut: its `epoch` did not
+    assert runs["2"].val_curve == [] and runs["0"].event_problems == []
+
+    summary = run_cli("src.sweep", str(sweep))
+    succeeded(summary)
+    jobs = json.loads((sweep / "summary.json").read_text())["runs"]
+    assert [job["status"] for job in jobs] == ["ok", "ok", "ok"]
+    assert "event_problems" not in jobs[0]
+    assert [len(job["event_problems"]) for job in jobs[1:]] == [1, 1]
+    assert [line.split(":", 2)[1] for line in warnings(summary)] == [" job 1", " job 2"]
+
+    # scripts/screenshots.py photographs only runs whose event files are whole
+    runs = f"screenshots.finished_runs_with_tensorboard(screenshots.Path({str(sweep)!r}))"
+    code = f"import screenshots; print([run.path.name for run in {runs}])"
+    shots = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT / "scripts",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert succeeded(shots) and shots.stdout.strip() == "['0']"
+    assert [line.split(" is ")[0] for line in warnings(shots)] == [
+        f"warning: {truncated}",
+        f"warning: {empty}",
+    ]
 
 
 # ---------------------------------------------------------------------------------------- caches

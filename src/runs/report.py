@@ -3,7 +3,9 @@
 A run is any directory below the given one that holds a `metrics.json` or a `.hydra/` folder; the report
 reads each finished run's metrics.json and TensorBoard event files. Runs not finished are listed as
 `running` (their lock is held, src/runs/rundir.py) or `stopped`, damaged ones as `damaged` with the
-reason: never silently dropped. It writes `report.md` and figures into the given directory: settings
+reason: never silently dropped. A finished run whose event file is damaged (src/runs/events.py) stays in
+the tables and is named in a warning line and in "Damaged event files": its curve ends at the damage.
+It writes `report.md` and figures into the given directory: settings
 (runs differing only in `seed=`) as mean ± std, paired differences (`--pair KEY=A,B`, per `--by`, with
 a paired t-test; or `report.pairs` in conf/experiment/pool_pad_study.yaml), and every run.
 What each table and figure holds: docs/tensorboard.md.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.runs.events import event_file_problems
 from src.runs.rundir import FINISHED, RunDir, RunFileError, find_runs, override_key
 from src.utils.errors import UserError
 
@@ -41,6 +45,9 @@ class Run:
     pooled_shapes: dict[str, list[int]] = field(default_factory=dict)
     val_curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, val/acc)
     problem: str | None = None  # why a DAMAGED run could not be read
+    # damaged event files of a finished run (src/runs/events.py): it stays in the tables, metrics.json
+    # being whole, but its curve ends where TensorBoard's reading of the file did
+    event_problems: list[str] = field(default_factory=list)
 
     @property
     def test_acc(self) -> float | None:
@@ -104,6 +111,7 @@ def _read_run(run: RunDir, name: str, curves: bool) -> Run:
         params=int(data.get("params") or 0),
         pooled_shapes=data.get("pooled_shapes") or {},
         val_curve=val_accuracy_per_epoch(run) if curves else [],
+        event_problems=event_file_problems(run.tensorboard),
     )
 
 
@@ -116,6 +124,9 @@ def load_runs(root: Path, curves: bool = True) -> list[Run]:
         raise UserError(
             f"no runs in {root}: no metrics.json or .hydra/ at any depth (has a run started there?)"
         )
+    for run in runs:
+        for problem in run.event_problems:
+            print(f"warning: run {run.name}: {problem}; its curves end there", file=sys.stderr)
     return sorted(
         runs, key=lambda r: (r.status != FINISHED, r.test_acc is None, -(r.test_acc or 0.0), r.name)
     )
@@ -361,6 +372,10 @@ def damaged_lines(runs: Sequence[Run]) -> list[str]:
     return [f"- {r.name}: {r.problem}" for r in runs]
 
 
+def event_problem_lines(runs: Sequence[Run]) -> list[str]:
+    return [f"- {r.name}: {problem}" for r in runs for problem in r.event_problems]
+
+
 def markdown(runs: Sequence[Run], pairs: Sequence[str] = (), by: str | None = None) -> str:
     done = finished(runs)
     common, _ = split_overrides(done or runs)
@@ -380,6 +395,12 @@ def markdown(runs: Sequence[Run], pairs: Sequence[str] = (), by: str | None = No
     damaged = [r for r in runs if r.status == DAMAGED]
     if damaged:
         parts += [f"### Damaged, left out ({len(damaged)})", "\n".join(damaged_lines(damaged))]
+    partial = [r for r in runs if r.event_problems]
+    if partial:
+        title = (
+            f"### Damaged event files ({len(partial)}): in the tables, metrics.json being whole; curves cut"
+        )
+        parts += [title, "\n".join(event_problem_lines(partial))]
     if done:
         parts += ["### Every run" if len(parts) > 1 else "", runs_table(done, common)]
     return "\n\n".join(part for part in parts if part)

@@ -5,7 +5,7 @@
     ├── tensorboard/                            the TensorBoard logger (conf/logger/tensorboard.yaml)
     ├── .hydra/{config,hydra,overrides}.yaml    Hydra: the composed config and the command line's overrides
     ├── config.yaml, metrics.json, eval_<split>.json   src.train (metrics.json last: finished), src.eval
-    └── .running                                flock'ed by the training process while it runs
+    └── .running                                locked by the training process while it runs
 
 Everything that reads a run reads it through `RunDir` (tests/test_rundir.py checks conf/ agrees with
 the names here); a file that does not parse is a `RunFileError` naming it. A run is FINISHED, RUNNING
@@ -15,9 +15,9 @@ or STOPPED: how the `.running` lock tells them apart: docs/development.md.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,34 @@ from src.utils.files import atomic_open, write_json_atomically
 FINISHED, RUNNING, STOPPED = "finished", "running", "stopped"
 # What every config src.train saves holds, and what src.eval rebuilds the run from.
 RUN_CONFIG_KEYS = ("data", "model", "module")
+
+# The `.running` lock (docs/development.md): the training process holds an exclusive lock on the file for
+# as long as it trains; the operating system drops it when the process ends however it ends. The lock is
+# filelock's `lock_descriptor`, the primitive of its `FileLock` on a descriptor of ours: `flock` on POSIX,
+# `LockFileEx` on byte 0 on Windows; both are released by the kernel when the holder dies, which is the
+# whole point (a `SoftFileLock` would outlive a killed run). Neither platform has a portable shared lock,
+# so a reader asks "is a run live here?" with a non-blocking *exclusive* attempt that it drops at once:
+# it fails only while someone else holds the lock. Two such probes (or a probe and a starting run) can
+# meet for the microseconds a probe holds it, so every attempt is retried over `_LOCK_PAUSES` (~0.2 s):
+# a live run holds the lock for its whole run and fails them all, a probe never holds it that long.
+_LOCK_PAUSES = (0.0, 0.01, 0.02, 0.05, 0.1)
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock on `fd` without waiting for a holder; False while another one holds it."""
+    from filelock import lock_descriptor  # deferred: filelock (~60 ms), only where a lock is taken
+
+    for pause in _LOCK_PAUSES:
+        time.sleep(pause)
+        if lock_descriptor(fd, blocking=False):
+            return True
+    return False
+
+
+def _unlock(fd: int) -> None:
+    from filelock import unlock_descriptor  # deferred: filelock (~60 ms), only where a lock is taken
+
+    unlock_descriptor(fd)  # Windows asks for it before the close; on POSIX the close would do
 
 
 class RunFileError(ConfigError):
@@ -169,16 +197,15 @@ class RunDir:
         return RUNNING if self.is_running() else STOPPED
 
     def is_running(self) -> bool:
-        """True while some process holds the run's lock."""
+        """True while some process holds the run's lock (a non-blocking exclusive probe: `_try_lock`)."""
         try:
-            handle = self._running_file.open("r")
+            handle = self._running_file.open("rb")
         except FileNotFoundError:
             return False
         with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _try_lock(handle.fileno()):
                 return True
+            _unlock(handle.fileno())
             return False
 
     # ------------------------------------------------------------------------------------ writing
@@ -205,24 +232,52 @@ class RunDir:
         """Hold the run's `.running` lock for the duration of the block; remove the file afterwards.
         A run directory another process is training in is a UserError (e.g. resume= of a live run)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        handle = self._running_file.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "?"
-            handle.close()
-            raise UserError(
-                f"{self.path} is in use: process {owner} is training in it; wait for it or stop it"
-            ) from None
+        while True:
+            handle = self._running_file.open("a+")
+            if not _try_lock(handle.fileno()):
+                owner = _read_owner(handle)
+                handle.close()
+                raise UserError(
+                    f"{self.path} is in use: process {owner} is training in it; wait for it or stop it"
+                )
+            if _still_there(handle, self._running_file):
+                break
+            handle.close()  # its holder removed it while we waited for it (POSIX): lock the new one
         try:
             handle.truncate(0)
-            handle.write(f"{os.getpid()}\n")
+            handle.write(f"\n{os.getpid()}\n")  # from byte 1: Windows bars other handles from byte 0
             handle.flush()
             yield
         finally:
-            self._running_file.unlink(missing_ok=True)
+            try:  # POSIX: removed while still locked, so it is never the file of a run started since
+                self._running_file.unlink(missing_ok=True)
+                removed = True
+            except PermissionError:  # Windows removes no open file: after the close, then
+                removed = False
+            _unlock(handle.fileno())
             handle.close()  # releases the lock
+            if not removed:
+                with contextlib.suppress(OSError):  # open in a probe or the next run: it stays, unlocked
+                    self._running_file.unlink(missing_ok=True)
+
+
+def _still_there(handle, path: Path) -> bool:
+    """Whether `path` is still the file `handle` holds open."""
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _read_owner(handle) -> str:
+    """The PID the lock's holder wrote into `.running`, or "?" (not yet written, or unreadable)."""
+    for start in (0, 1):  # Windows: byte 0 is locked against reads through any other handle
+        try:
+            handle.seek(start)
+            return handle.read().strip() or "?"
+        except OSError:
+            continue
+    return "?"
 
 
 def override_key(override: str) -> str:

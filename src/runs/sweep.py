@@ -5,7 +5,9 @@ any launcher (basic, joblib, submitit) or sweeper (basic, Optuna), it reads ever
 (written by src.train; src/runs/rundir.py) and lists the run's directory, overrides and metrics; the
 best run on `optimized_metric` is named at the top. Jobs that wrote no metrics.json (crashed, killed)
 are listed with status "failed"; jobs whose metrics.json or `.hydra/overrides.yaml` is damaged with
-status "damaged" and the reason (`problem`).
+status "damaged" and the reason (`problem`). A finished job whose TensorBoard event file is damaged
+(src/runs/events.py) keeps status "ok", its metrics.json being whole, with `event_problems` and one
+warning line each on stderr.
 
 Rebuild a summary by hand: `python -m src.sweep outputs/train/multiruns/<time>`.
 """
@@ -23,6 +25,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from src.runs.events import event_file_problems
 from src.runs.rundir import RunDir, RunFileError
 
 
@@ -52,7 +55,7 @@ def _entry(run: RunDir) -> dict[str, Any]:
         with contextlib.suppress(RunFileError):  # what the job was, when .hydra/ can still tell
             overrides = run.read_overrides()
         return {"status": "damaged", "problem": str(error), "overrides": overrides, "metrics": {}}
-    return {
+    entry = {
         "status": "ok",
         "overrides": data.get("overrides", []),
         "metrics": data["metrics"],
@@ -60,6 +63,8 @@ def _entry(run: RunDir) -> dict[str, Any]:
         "fit_seconds": data.get("fit_seconds"),
         "params": data.get("params"),
     }
+    problems = event_file_problems(run.tensorboard)
+    return {**entry, "event_problems": problems} if problems else entry
 
 
 def best_run(runs: list[dict[str, Any]], metric: str | None, direction: str) -> dict[str, Any] | None:
@@ -74,6 +79,9 @@ def best_run(runs: list[dict[str, Any]], metric: str | None, direction: str) -> 
 def write_summary(sweep_dir: Path, metric: str | None = None, direction: str | None = None) -> dict[str, Any]:
     """Write summary.json and summary.csv into `sweep_dir`; return the summary."""
     runs = collect(sweep_dir)
+    for run in runs:
+        for problem in run.get("event_problems", []):
+            print(f"warning: job {run['job']}: {problem}; its metrics are listed", file=sys.stderr)
     direction = direction or ("minimize" if metric and "loss" in metric else "maximize")
     best = best_run(runs, metric, direction)
     summary = {

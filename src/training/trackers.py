@@ -13,7 +13,6 @@ What reaches each tracker, and where: docs/trackers.md.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import html
 import importlib.util
 import logging
@@ -189,13 +188,12 @@ def store_lock(store: Path | None) -> Iterator[None]:
     if store is None:
         yield
         return
+    # deferred: filelock (~60 ms), only for a local MLflow store
+    from filelock import FileLock  # flock on POSIX, LockFileEx on Windows: dropped when the holder dies
+
     store.parent.mkdir(parents=True, exist_ok=True)  # SQLite does not create folders
-    with open(store.parent / f".{store.name}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(store.parent / f".{store.name}.lock"):  # waits for the process holding it
+        yield
 
 
 def mlflow_logger(

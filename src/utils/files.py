@@ -63,7 +63,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would have given
+        permissions = 0o666 & ~_umask()  # mkstemp's 0600 -> what open() would have given
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, permissions)
+        else:  # Windows (no fchmod; chmod sets only the read-only flag there)
+            os.chmod(tmp, permissions)
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
