@@ -14,7 +14,6 @@ is checked (src/utils/checkpoints.py) and loaded with `torch.load(weights_only=T
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from torch import Tensor
 from src.lightning_ext.process import prepare_process
 from src.runs.rundir import RunDir
 from src.runs.trained import evaluation_trainer, load_trained
+from src.utils.cli import ArgumentParser
 from src.utils.errors import UserError, user_errors
 
 SPLITS = ("test", "val", "train")
@@ -113,7 +113,7 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser("src.eval", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="the directory of a finished run")
     parser.add_argument(
         "overrides", nargs="*", help="split=test|val|train, ckpt_path=<file> and key=value config overrides"

@@ -29,12 +29,18 @@ FORMATS = ("onnx", "pt2")
 PACKAGES = {"onnx": ("onnx", "onnxscript", "onnxruntime", "safetensors"), "pt2": ("safetensors",)}
 TOLERANCE = 1e-4
 CHECKED_IMAGES = 256  # the test images the export is checked on
+USAGE = "usage: python -m src.export <run dir> [format=onnx|pt2] [out=FILE]"
 INSTALL = "uv sync --extra export (or make test, which installs every extra)"
 
 
 def parse(argv: Sequence[str]) -> tuple[Path, dict[str, str]]:
-    if not argv or argv[0] in ("-h", "--help"):
-        raise UserError("usage: python -m src.export <run dir> [format=onnx|pt2] [out=FILE]")
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(USAGE)
+        raise SystemExit(0)
+    if flags := [arg for arg in argv if arg.startswith("-")]:
+        raise UserError(f"{' '.join(flags)} is not an option; {USAGE}")
+    if not argv:
+        raise UserError(USAGE)
     options = {}
     for arg in argv[1:]:
         key, sep, value = arg.partition("=")

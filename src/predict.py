@@ -32,7 +32,12 @@ USAGE = "usage: python -m src.predict <run dir> <image file or folder>... [out=F
 
 def parse(argv: Sequence[str]) -> tuple[Path, list[Path], dict[str, str], list[str]]:
     """(run dir, image paths, options, config overrides) of the command line."""
-    if len(argv) < 2 or argv[0] in ("-h", "--help"):
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(USAGE)
+        raise SystemExit(0)
+    if flags := [arg for arg in argv if arg.startswith("-")]:
+        raise UserError(f"{' '.join(flags)} is not an option; {USAGE}")
+    if len(argv) < 2:
         raise UserError(USAGE)
     options, overrides, paths = {}, [], []
     for arg in argv[1:]:

@@ -10,17 +10,17 @@ directory and prints the tables; what it reads and computes: src/runs/report.py.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from src.runs.report import report
+from src.utils.cli import ArgumentParser
 from src.utils.errors import user_errors
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser("src.report", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run directory or a multirun (sweep) directory")
     parser.add_argument("--pair", action="append", metavar="KEY=A,B", help="paired difference A - B")
     parser.add_argument("--by", metavar="KEY", help="paired differences per value of this override")

@@ -10,7 +10,6 @@ example input through it, recording every layer's output shape.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
@@ -19,6 +18,7 @@ from torch import nn
 
 from src.config.compose import compose_config
 from src.models.shapes import layer_rows
+from src.utils.cli import ArgumentParser
 from src.utils.errors import user_errors
 
 
@@ -71,7 +71,7 @@ def format_comparison(overrides: Sequence[str], sweep: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser("src.summary", description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for src.train")
     parser.add_argument(
         "--compare", metavar="KEY=A,B", help="show shapes side by side, e.g. padding=valid,same"

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from src.runs.sweep import sweep_settings, write_summary
+from src.utils.cli import ArgumentParser
+from src.utils.errors import UserError, user_errors
 
 DEFAULT_METRIC = "val/acc_best"  # conf/train.yaml's optimized_metric
 
@@ -28,11 +31,16 @@ def saved_settings(sweep_dir: Path) -> tuple[str | None, str | None]:
     return sweep_settings(OmegaConf.load(saved))
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m src.sweep <sweep dir>")
-    sweep_dir = Path(argv[0])
-    summary = write_summary(sweep_dir, *saved_settings(sweep_dir))
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = ArgumentParser("src.sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path, help="a multirun directory (outputs/train/multiruns/<time>)")
+    sweep_dir = parser.parse_args(argv).sweep_dir
+    with user_errors():
+        if not sweep_dir.is_dir():
+            raise UserError(
+                f"{sweep_dir} is not a directory; give a multirun's (outputs/train/multiruns/<time>)"
+            )
+        summary = write_summary(sweep_dir, *saved_settings(sweep_dir))
     for run in summary["runs"]:
         if run["status"] == "damaged":
             print(f"warning: job {run['job']} left out: {run['problem']}", file=sys.stderr)

@@ -17,11 +17,14 @@ import hydra
 from omegaconf import DictConfig
 
 from src.config.check import validate_command_line
+from src.config.compose import CONFIG_DIR
 from src.runs.resume import expand_resume, log_resume_warnings
 from src.runs.rundir import RunDir
 from src.training import fit
 from src.training.distributed import isolated_job, rank_overrides
 from src.utils.errors import user_errors
+
+COMMAND = "cnn-train"  # the installed command (pyproject.toml [project.scripts]): shell completion names it
 
 
 def train(cfg: DictConfig) -> dict:
@@ -29,7 +32,9 @@ def train(cfg: DictConfig) -> dict:
     return fit.train(cfg, RunDir(Path(cfg.paths.output_dir)))
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+# config_path absolute: for the installed command (src.train imported, not run as __main__) Hydra would
+# look for a package `conf` instead of the folder beside src/.
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     with user_errors(), isolated_job():  # isolated_job: a fresh DDP process group for each job of a multirun
         log_resume_warnings()  # into train.log, which Hydra has opened by now
@@ -47,7 +52,8 @@ def hydra_overrides(argv: Sequence[str]) -> list[str]:
 def cli() -> None:
     with user_errors():
         overrides = hydra_overrides(sys.argv[1:])
-        validate_command_line(overrides)  # composes once itself: src/config/check.py says why
+        # composes once itself: src/config/check.py says why
+        validate_command_line(overrides, program=sys.argv[0], command=COMMAND)
     # Why sys.argv is rewritten: @hydra.main takes its overrides from sys.argv and has no parameter for them,
     # and Hydra's compose API makes no run directory, no multirun and no sweeper. So the expanded command
     # line goes there, once; the run's .hydra/overrides.yaml records it (what a later resume= reads back).

@@ -78,6 +78,30 @@ def mistakes(tmp_path: Path) -> list[tuple[list[str], str]]:
             ["hparams_search=lenet5_optuna", "optimized_metric=val/accuracy"],
             "error: optimized_metric=val/accuracy is never logged; logged: train/loss",
         ),
+        # Hydra's own flags, by Hydra's rules (src/config/flags.py)
+        (["--frobnicate"], "error: --frobnicate is not a flag of Hydra's; flags: -h/--help, --hydra-help"),
+        (["--cfg", "jobs"], "error: argument --cfg/-c: invalid choice: 'jobs' (choose from 'job', 'hydra'"),
+        (["-m", "--cfg", "hydra", "model=lenet5"], "error: --multirun (-m) and --cfg cannot be combined"),
+        (["--cfg", "job", "-m"], "error: --multirun (-m) and --cfg cannot be combined: give one of --run"),
+        (["--resolve"], "error: --resolve goes with --cfg (or --help): e.g. --cfg job --resolve"),
+        (
+            ["--cfg", "hydra", "--resolve"],
+            "error: --cfg hydra --resolve cannot resolve hydra.run.dir: it names paths.log_dir, which is in "
+            "the job's config and --cfg hydra leaves that out; pass --cfg all --resolve --package hydra",
+        ),
+        (
+            ["--cfg", "job", "--resolve", "+extra=${nowhere.key}"],
+            "error: --cfg job --resolve cannot resolve extra: nowhere.key is not in the config; set it",
+        ),
+        (["--cfg", "job", "-p", "nothere"], "error: --package nothere is not in the config --cfg job prints"),
+        (["--cfg", "job", "data=foo"], "error: data=foo is not a choice; allowed: cifar10, flowers17"),
+        (["model=lenet5", "--cfg", "job"], "error: data.download=false comes after a flag: Hydra reads"),
+        (
+            ["-sc", "install=bash"],
+            "error: shell completion needs the installed command: cnn-train -sc install=bash",
+        ),
+        (["-sc", "install=tcsh"], "error: -sc install=tcsh: no completion for tcsh; shells: bash, fish, zsh"),
+        (["-sc"], "error: -sc takes one of install=bash|fish|zsh, uninstall=bash|fish|zsh, query="),
     ]
 
 

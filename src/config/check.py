@@ -1,14 +1,14 @@
 """`validate_command_line`: everything that can fail before a run starts, answered in one line and before
 torch and Lightning are imported (what that saves: docs/configuration.md, docs/speed.md).
 
-What it checks, in order: the group choices (`pooling=median`), unknown keys and interpolations (by
-composing the config), `optimized_metric`, the value rules and combinations (src/config/schema.py, the
-datasets' cards), the network (its torch-free plan, src/models/geometry.py: choices and input size),
-`ckpt_path=` (a whole checkpoint: src/utils/checkpoints.py), and the output and cache directories.
-Only a config that names a network outside src/models, asks for a GPU, gives an optimizer/scheduler a
-key conf/ never sets, or a precision conf/ never sets imports torch (or Lightning) to be checked.
-Why the config is composed here and again by Hydra: docs/development.md.
-"""
+What it checks, in order: Hydra's own flags (src/config/flags.py), the group choices (`pooling=median`),
+unknown keys and interpolations (by composing the config), `optimized_metric`, the value rules and
+combinations (src/config/schema.py, the datasets' cards), the network (its torch-free plan,
+src/models/geometry.py: choices and input size), `ckpt_path=` (a whole checkpoint:
+src/utils/checkpoints.py), and the output and cache directories. Only a config that names a network
+outside src/models, asks for a GPU, gives an optimizer/scheduler a key conf/ never sets, or a precision
+conf/ never sets imports torch (or Lightning) to be checked. Why the config is composed here and again by
+Hydra: docs/development.md."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.compose import CONFIG_DIR, compose_config, devices_per_node
+from src.config.flags import check_shell_completion, check_show_config, parse_flags
 from src.config.schema import (
     SUPPLIED_ARGUMENTS,
     check_cache_dir,
@@ -101,14 +102,26 @@ def check_checkpoint_file(path: str | None) -> None:
         read_checkpoint(Path(str(path)).expanduser(), resume=True)
 
 
-def validate_command_line(argv: Sequence[str]) -> None:
-    """Everything that can be checked before a run starts (module doc), for the overrides Hydra will get;
-    raises one ConfigError (or the error of composing) with a one-line message."""
-    if any(
-        arg.startswith(("--help", "-h", "--hydra-help", "--info", "--cfg", "-c", "--shell")) for arg in argv
-    ):
+def validate_command_line(
+    argv: Sequence[str], program: str | None = None, command: str = "cnn-train"
+) -> None:
+    """Everything that can be checked before a run starts (module doc), for the command line Hydra will
+    get; raises one ConfigError (or the error of composing) with a one-line message. Hydra's own flags
+    first, by Hydra's rules (src/config/flags.py); `program` is sys.argv[0] and `command` the installed
+    command's name, for `-sc install=bash`."""
+    flags = parse_flags(argv)
+    if flags.shell_completion:
+        check_shell_completion(flags.overrides, program, command)
         return
-    cfg = compose_config([arg for arg in argv if not arg.startswith("-")])
+    if flags.config_path or flags.config_dir or flags.experimental_rerun:
+        return  # another config tree, or a saved job: Hydra reads it
+    config_name = flags.config_name or "train"
+    if flags.cfg or flags.info or flags.help or flags.hydra_help:  # nothing runs: the overrides compose
+        compose_config(flags.overrides, config_name)
+        if flags.cfg:
+            check_show_config(flags, config_name)
+        return
+    cfg = compose_config(flags.overrides, config_name)
     check_optimized_metric(cfg.get("optimized_metric"))
     for key in ("model", "data", "module"):
         OmegaConf.to_container(cfg[key], resolve=True)
