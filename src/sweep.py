@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import cast
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from src.runs.sweep import sweep_settings, write_summary
 
@@ -25,7 +26,7 @@ def saved_settings(sweep_dir: Path) -> tuple[str | None, str | None]:
     saved = sweep_dir / "multirun.yaml"
     if not saved.is_file():
         return DEFAULT_METRIC, None
-    return sweep_settings(OmegaConf.load(saved))
+    return sweep_settings(cast(DictConfig, OmegaConf.load(saved)))  # a mapping, as Hydra writes it
 
 
 def main(argv: list[str]) -> None:
