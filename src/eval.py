@@ -93,7 +93,7 @@ def confusion_matrix(
     if split == "test":
         trainer.test(module, datamodule=datamodule, verbose=False)
     else:
-        if split == "train":  # the validation loop over the training images
+        if split == "train":  # the validation loop over the training images (this datamodule's only)
             datamodule.val_dataloader = functools.partial(datamodule.loader, "train", train=False)  # type: ignore[method-assign]
         trainer.validate(module, datamodule=datamodule, verbose=False)
     return counter.counts.view(classes, classes)

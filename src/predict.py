@@ -86,7 +86,7 @@ def predict(
         torch.utils.data.TensorDataset(batch, torch.zeros(len(batch), dtype=torch.long)),
         batch_size=datamodule.eval_batch_size,
     )
-    # the datamodule converts each batch, as in evaluation
+    # this datamodule predicts these images; it converts each batch, as in evaluation
     datamodule.predict_dataloader = lambda: loader  # type: ignore[method-assign]
     trainer = evaluation_trainer()
     batches = trainer.predict(module, datamodule=datamodule)  # one dataloader: a list of batch outputs

@@ -34,6 +34,7 @@ class _TorchmetricsHook(importlib.abc.MetaPathFinder):
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         run = spec.loader.exec_module
+        # this one spec's loader runs our wrapper (a plain function in place of its method)
         spec.loader.exec_module = _package_init(run) if name == "torchmetrics" else _flags(run)  # type: ignore[assignment]
         return spec
 
