@@ -30,9 +30,10 @@ test: setup-extras  ## the whole test suite, real-data and tracker tests include
 test-fast: setup-extras  ## everything but the slow tests (real data, the fresh-machine set-up, ...)
 	$(PYTEST) -m "not slow" $(ARGS)
 
-lint: setup  ## ruff, and import-linter's contracts (pyproject.toml: src/'s layers, no import circles)
+lint: setup  ## ruff, mypy on src/ (pyproject.toml [tool.mypy]), and import-linter's contracts (src/'s layers, no import circles)
 	$(RUN) ruff check src tests bench scripts
 	$(RUN) ruff format --check src tests bench scripts
+	$(RUN) mypy
 	$(RUN) lint-imports
 
 format: setup

@@ -18,7 +18,7 @@ import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -29,6 +29,9 @@ from src.runs.rundir import RunDir
 from src.runs.trained import evaluation_trainer, load_trained
 from src.utils.cli import ArgumentParser
 from src.utils.errors import UserError, user_errors
+
+if TYPE_CHECKING:
+    from src.data.base import InMemoryDataModule
 
 SPLITS = ("test", "val", "train")
 
@@ -70,7 +73,9 @@ class ConfusionCounter(L.Callback):
     def __init__(self, classes: int) -> None:
         self.classes, self.counts = classes, torch.zeros(classes * classes, dtype=torch.long)
 
-    def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         pairs = batch[1] * self.classes + outputs.argmax(dim=1)
         self.counts += torch.bincount(pairs, minlength=self.classes**2).cpu()
 
@@ -78,7 +83,7 @@ class ConfusionCounter(L.Callback):
 
 
 def confusion_matrix(
-    module: L.LightningModule, datamodule: L.LightningDataModule, split: str, classes: int
+    module: L.LightningModule, datamodule: InMemoryDataModule, split: str, classes: int
 ) -> Tensor:
     """(true, predicted) counts of `split`, evaluated by Lightning as fit and test evaluate: `trainer.test`
     for the test split (with its test view, e.g. Flowers-17's ten crops), `trainer.validate` for the
@@ -88,8 +93,8 @@ def confusion_matrix(
     if split == "test":
         trainer.test(module, datamodule=datamodule, verbose=False)
     else:
-        if split == "train":  # the validation loop over the training images
-            datamodule.val_dataloader = functools.partial(datamodule.loader, "train", train=False)
+        if split == "train":  # the validation loop over the training images (this datamodule's only)
+            datamodule.val_dataloader = functools.partial(datamodule.loader, "train", train=False)  # type: ignore[method-assign]
         trainer.validate(module, datamodule=datamodule, verbose=False)
     return counter.counts.view(classes, classes)
 

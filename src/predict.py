@@ -17,6 +17,7 @@ import io
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from src.data.images import image_files, read_image
 from src.lightning_ext.process import prepare_process
@@ -90,9 +91,11 @@ def predict(
         torch.utils.data.TensorDataset(batch, torch.zeros(len(batch), dtype=torch.long)),
         batch_size=datamodule.eval_batch_size,
     )
-    datamodule.predict_dataloader = lambda: loader  # the datamodule converts each batch, as in evaluation
+    # this datamodule predicts these images; it converts each batch, as in evaluation
+    datamodule.predict_dataloader = lambda: loader  # type: ignore[method-assign]
     trainer = evaluation_trainer()
-    probabilities = torch.cat(trainer.predict(module, datamodule=datamodule))
+    batches = trainer.predict(module, datamodule=datamodule)  # one dataloader: a list of batch outputs
+    probabilities = torch.cat(cast(list[torch.Tensor], batches))
     names = datamodule.label_names(probabilities.shape[1])
     tops = top_classes(probabilities, names, topk)
     return [{"path": str(path), "top": top} for path, top in zip(readable, tops, strict=True)]

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from hydra.utils import instantiate
-from torch import nn
 
 from src.config.compose import compose_config
 from src.models.shapes import layer_rows
 from src.utils.cli import ArgumentParser
 from src.utils.errors import user_errors
+
+if TYPE_CHECKING:
+    from src.models.layers import Network
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -40,7 +43,7 @@ def _table(header: Sequence[str], body: Sequence[Sequence[str]], right_align: in
     return [line(header), "-" * len(line(header)), *map(line, body)]
 
 
-def format_table(model: nn.Module, title: str = "") -> str:
+def format_table(model: Network, title: str = "") -> str:
     """The per-layer table: layer, type, output shape, parameters, then `Total params: N`."""
     body = [(r.name, r.kind, _shape(r.shape), f"{r.params:,}") for r in layer_rows(model)]
     input_shape = f"input: {model.in_channels} x {model.input_size} x {model.input_size}"

@@ -13,8 +13,9 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from src.runs.sweep import sweep_settings, write_summary
 from src.utils.cli import ArgumentParser
@@ -28,7 +29,7 @@ def saved_settings(sweep_dir: Path) -> tuple[str | None, str | None]:
     saved = sweep_dir / "multirun.yaml"
     if not saved.is_file():
         return DEFAULT_METRIC, None
-    return sweep_settings(OmegaConf.load(saved))
+    return sweep_settings(cast(DictConfig, OmegaConf.load(saved)))  # a mapping, as Hydra writes it
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -55,7 +56,8 @@ def _group_files(group: str) -> list[DictConfig]:
     nodes = []
     for path in sorted((CONFIG_DIR / group).glob("*.yaml")):
         node = OmegaConf.load(path)
-        node = node.get(group, node) if "_target_" not in node else node
+        if isinstance(node, DictConfig) and "_target_" not in node:
+            node = node.get(group, node)
         if isinstance(node, DictConfig):
             nodes.append(node)
     return nodes
@@ -86,7 +88,7 @@ def check_model(model: DictConfig) -> None:
     """The network's arguments, choices and input size, with the messages its constructor gives:
     through its torch-free plan for src/models' networks, else by building it on torch's meta device
     (no memory, no weights)."""
-    arguments = OmegaConf.to_container(model, resolve=True)
+    arguments = cast(dict[str, Any], OmegaConf.to_container(model, resolve=True))  # of a DictConfig
     target = str(arguments.pop("_target_", ""))
     if any(str(key).startswith("_") for key in arguments) or not check_network(target, arguments):
         import torch  # deferred: torch, only for a model without a torch-free plan

@@ -120,7 +120,9 @@ def choices(group: str) -> list[str]:
 
 def default_choice(group: str) -> str | None:
     """The choice conf/train.yaml's defaults list makes for `group` (None: none, or no such group)."""
-    for entry in OmegaConf.load(CONFIG_DIR / "train.yaml").get("defaults", []):
+    train = OmegaConf.load(CONFIG_DIR / "train.yaml")
+    assert isinstance(train, DictConfig)  # a YAML mapping
+    for entry in train.get("defaults", []):
         if isinstance(entry, DictConfig) and group in entry:
             return entry[group]
     return None
@@ -167,6 +169,7 @@ def first_of_each_sweep(overrides: Sequence[str]) -> list[str]:
             first = next(iter(override.sweep_string_iterator()))
             single.append(f"{prefixes.get(override.type, '')}{key}={first}")
         else:
+            assert override.input_line is not None  # parse_overrides keeps each line
             single.append(override.input_line)
     return single
 

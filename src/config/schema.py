@@ -179,8 +179,8 @@ def _argument_problems(cfg: DictConfig, known_arguments: Mapping[str, Collection
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
             continue
         allowed = [name for name in parameters if name not in supplied]
-        for key in node:
-            if not str(key).startswith("_") and key not in parameters:
+        for key in map(str, node):  # a config node's keys are strings
+            if not key.startswith("_") and key not in parameters:
                 problems.append(
                     f"{group}.{key}={node[key]} is not an argument of {node._target_}: its arguments are "
                     f"{', '.join(allowed)} (drop it with ~{group}.{key})"

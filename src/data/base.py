@@ -346,7 +346,8 @@ class InMemoryDataModule(L.LightningDataModule):
         few batches of fast_dev_run); else `split` itself, made ready batch by batch."""
         if split.model_ready or not self.static_inputs(train):
             return split
-        if self.trainer is not None and self.trainer.fast_dev_run:
+        # fast_dev_run: set on the Trainer by Lightning's debugging set-up, not declared on the class
+        if self.trainer is not None and self.trainer.fast_dev_run:  # type: ignore[attr-defined]
             return split
         if len(split) * self.input_channels * self.input_size**2 * 4 > self.ready_budget_bytes:
             return split

@@ -35,7 +35,7 @@ def fingerprint(paths: Iterable[Path]) -> str:
 
 def checksum(tensor: Tensor) -> int:
     """CRC-32 of a CPU tensor's bytes (about 1 GB/s)."""
-    return zlib.crc32(tensor.contiguous().view(torch.uint8).numpy())
+    return zlib.crc32(tensor.contiguous().view(torch.uint8).numpy().data)
 
 
 def problem_with(state: object, source: str) -> str | None:

@@ -59,8 +59,9 @@ def read_jpegs(archive: Path) -> dict[int, bytes]:
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
                 match = JPEG_NAME.fullmatch(member.name)
-                if match and member.isfile():
-                    jpegs[int(match[1])] = tar.extractfile(member).read()
+                handle = tar.extractfile(member) if match and member.isfile() else None
+                if match and handle is not None:  # a regular file always has a handle
+                    jpegs[int(match[1])] = handle.read()
     except CORRUPT_ARCHIVE as error:
         raise DataError(f"cannot read {archive}: {error}; replace it with the official file") from error
     return jpegs
@@ -212,8 +213,8 @@ def ten_crops(images: Tensor, size: int) -> Tensor:
     """(N, C, H, W) -> (N, 10, C, size, size): the four corners and the centre, then all five mirrored."""
     height, width = images.shape[-2:]
     corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size)]
-    five = [images[..., y : y + size, x : x + size] for y, x in corners] + [centre_crop(images, size)]
-    five = torch.stack(five, dim=1)
+    crops = [images[..., y : y + size, x : x + size] for y, x in corners] + [centre_crop(images, size)]
+    five = torch.stack(crops, dim=1)
     return torch.cat([five, five.flip(-1)], dim=1)
 
 

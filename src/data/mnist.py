@@ -35,11 +35,14 @@ def locate_mnist(data_dir: Path, cache_dir: Path) -> dict[str, Path] | None:
     `<data_dir>/MNIST/raw/`, else a `.gz` in `<cache_dir>/MNIST/raw/` (a download). Plain files in the
     cache are never sources: nothing there checks them."""
     source, cache = data_dir / "MNIST" / "raw", cache_dir / "MNIST" / "raw"
-    found = {}
+    found: dict[str, Path] = {}
     for name in MNIST_FILES:
         candidates = (source / name, source / f"{name}.gz", cache / f"{name}.gz")
-        found[name] = next((path for path in candidates if path.is_file()), None)
-    return None if None in found.values() else found
+        path = next((path for path in candidates if path.is_file()), None)
+        if path is None:
+            return None
+        found[name] = path
+    return found
 
 
 def parse_idx(data: bytes, path: Path, ndim: int) -> Tensor:

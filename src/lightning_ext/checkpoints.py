@@ -11,7 +11,7 @@ Lightning's own TorchCheckpointIO and `save_last=True`: docs/development.md.
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -27,7 +27,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     @override
     def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
         if storage_options is not None or ("://" in str(path) and not str(path).startswith("file://")):
             super().save_checkpoint(checkpoint, path, storage_options)

@@ -34,7 +34,8 @@ class _TorchmetricsHook(importlib.abc.MetaPathFinder):
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         run = spec.loader.exec_module
-        spec.loader.exec_module = _package_init(run) if name == "torchmetrics" else _flags(run)  # type: ignore[method-assign]
+        # this one spec's loader runs our wrapper (a plain function in place of its method)
+        spec.loader.exec_module = _package_init(run) if name == "torchmetrics" else _flags(run)  # type: ignore[assignment]
         return spec
 
 
@@ -58,13 +59,14 @@ def _package_init(run: Callable[[ModuleType], None]) -> Callable[[ModuleType], N
             run(module)
             return
         original = imports.package_available
-        imports.package_available = lambda name: name not in UNAVAILABLE_PACKAGES and original(name)
+        # a plain function in place of the lru_cache-wrapped one, while torchmetrics imports
+        imports.package_available = lambda name: name not in UNAVAILABLE_PACKAGES and original(name)  # type: ignore[assignment]
         try:
             run(module)  # its `from lightning_utilities.core.imports import package_available` gets ours
         finally:
             imports.package_available = original
             if getattr(module, "package_available", None) is not original:
-                module.package_available = original
+                module.__dict__["package_available"] = original
 
     return exec_module
 

@@ -10,7 +10,7 @@ import functools
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 @functools.cache
@@ -45,7 +45,7 @@ def _skip_nvml_probe_without_driver() -> None:
 
 
 @functools.cache
-def launch_ranks_with(command: Callable[[int], tuple[list[str], str]]) -> None:
+def launch_ranks_with(command: Callable[[int], tuple[Sequence[str], str]]) -> None:
     """Make Lightning's subprocess launcher (`trainer=ddp` started with plain `python -m ...`) start local
     rank r > 0 of a Hydra run with `command(r)` -> (argv, working directory), once per process.
 
@@ -54,4 +54,4 @@ def launch_ranks_with(command: Callable[[int], tuple[list[str], str]]) -> None:
     sweep of its own (src/training/distributed.py: `child_command`)."""
     from lightning.pytorch.strategies.launchers import subprocess_script  # deferred: Lightning
 
-    subprocess_script._hydra_subprocess_cmd = command
+    subprocess_script._hydra_subprocess_cmd = command  # type: ignore[assignment]  # the patch itself

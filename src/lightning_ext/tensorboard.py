@@ -24,10 +24,12 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     """Lightning's TensorBoardLogger; its graph is traced from the example as it is, once a run."""
 
     def __init__(self, *args: Any, log_graph: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, log_graph=log_graph, **kwargs)
+        kwargs["log_graph"] = log_graph
+        super().__init__(*args, **kwargs)
         self.draws_graph, self.graph_logged = log_graph, False
 
-    def log_graph(self, model: L.LightningModule, input_array: Tensor | None = None) -> None:
+    # a LightningModule, not any nn.Module: Lightning's own override narrows it the same way
+    def log_graph(self, model: L.LightningModule, input_array: Tensor | None = None) -> None:  # type: ignore[override]
         # Lightning calls this at the start of fit and again of test: one graph per run is enough.
         if not self.draws_graph or self.graph_logged:
             return

@@ -19,10 +19,10 @@ from collections import OrderedDict
 from torch import Tensor, nn
 
 from src.models.geometry import alexnet_bn_plan, alexnet_plan
-from src.models.layers import build_features, build_layer
+from src.models.layers import Network, build_features, build_layer
 
 
-class AlexNet(nn.Module):
+class AlexNet(Network):
     def __init__(
         self,
         in_channels: int = 3,
@@ -61,7 +61,7 @@ class AlexNet(nn.Module):
         return self.classifier(self.avgpool(self.features(x)))
 
 
-class AlexNetBN(nn.Module):
+class AlexNetBN(Network):
     """The study sheet's Keras "AlexNet" for Flowers-17 (a popular tutorial variant, not the paper's network).
 
     conv1 96@11x11/4 valid -> pool 3x3/2 -> BN; conv2 256@5x5 same -> pool -> BN;

@@ -29,6 +29,15 @@ from src.models.geometry import (
 )
 
 
+class Network(nn.Module):
+    """What every network here (LeNet5, AlexNet, AlexNetBN) keeps besides its layers: the image it takes
+    (channels, side) and its number of classes, read by the training module and src/models/shapes.py."""
+
+    in_channels: int
+    input_size: int
+    num_classes: int
+
+
 class SameConv2d(nn.Conv2d):
     """Conv2d with TensorFlow's "same" padding, computed from the input size at each call.
 

@@ -19,10 +19,10 @@ from collections import OrderedDict
 from torch import Tensor, nn
 
 from src.models.geometry import lenet5_plan
-from src.models.layers import activation, build_features
+from src.models.layers import Network, activation, build_features
 
 
-class LeNet5(nn.Module):
+class LeNet5(Network):
     def __init__(
         self,
         in_channels: int = 1,

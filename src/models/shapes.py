@@ -4,9 +4,13 @@ the pooling layers' shapes in metrics.json, so src.report can show what `padding
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from src.models.layers import Network
 
 
 @dataclass
@@ -17,7 +21,7 @@ class LayerRow:
     params: int
 
 
-def layer_rows(model: nn.Module) -> list[LayerRow]:
+def layer_rows(model: Network) -> list[LayerRow]:
     """Run one example image through `model`; one row per leaf layer, in execution order."""
     rows: list[LayerRow] = []
 
@@ -42,6 +46,6 @@ def layer_rows(model: nn.Module) -> list[LayerRow]:
     return rows
 
 
-def pooled_shapes(model: nn.Module) -> dict[str, list[int]]:
+def pooled_shapes(model: Network) -> dict[str, list[int]]:
     """Output shape (C, H, W) of every pooling layer, e.g. {"features.pool2": [16, 5, 5]}."""
     return {row.name: list(row.shape) for row in layer_rows(model) if "Pool" in row.kind}

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -236,11 +236,12 @@ def paired_differences(runs: Sequence[Run], pair: str, by: str | None = None) ->
         settings = {tuple(sorted(r.setting)) for pair_runs in chosen for r in pair_runs}
         variances = [noise[s] ** 2 for s in settings if s in noise]
         pooled = math.sqrt(statistics.fmean(variances)) if variances else 0.0
-        return PairedDifference(key, a, b, label, [ra.test_acc - rb.test_acc for ra, rb in chosen], pooled)
+        differences = [cast(float, ra.test_acc) - cast(float, rb.test_acc) for ra, rb in chosen]  # finished
+        return PairedDifference(key, a, b, label, differences, pooled)
 
     results = []
     if by:
-        for value in sorted({ra.value(by) for ra, _ in pairs if ra.value(by) is not None}):
+        for value in sorted({v for ra, _ in pairs if (v := ra.value(by)) is not None}):
             results.append(
                 summarise(f"{by}={value}", [(ra, rb) for ra, rb in pairs if ra.value(by) == value])
             )
@@ -274,8 +275,8 @@ def groups_table(groups: Sequence[Group], common: Sequence[str]) -> str:
     for group in groups:
         own = [o for o in group.setting if o not in common]
         accs = group.accuracies
-        vals = [r.metrics.get("val/acc_best", r.metrics.get("val/acc")) for r in group.runs]
-        vals = [v for v in vals if v is not None]
+        found = [r.metrics.get("val/acc_best", r.metrics.get("val/acc")) for r in group.runs]
+        vals = [v for v in found if v is not None]
         first = group.runs[0]
         cells = [
             f"`{' '.join(own)}`" if own else "(none)",
@@ -454,7 +455,8 @@ def plot(runs: Sequence[Run], path: Path) -> None:
 def groups_figure(groups: Sequence[Group], common: Sequence[str], by: str | None, title: str):
     """Mean test accuracy per setting with ±1 std error bars; bars coloured by the value of `by`."""
     plt = pyplot()
-    colour_values = sorted({g.value(by) for g in groups if by and g.value(by) is not None}) or [None]
+    values = {v for g in groups if by and (v := g.value(by)) is not None}
+    colour_values: list[str | None] = [*sorted(values)] or [None]
 
     def label(group: Group) -> str:
         return " ".join(o for o in group.setting if o not in common and (not by or override_key(o) != by))
@@ -464,7 +466,7 @@ def groups_figure(groups: Sequence[Group], common: Sequence[str], by: str | None
     figure, axes = plt.subplots(figsize=(max(6.0, 1.1 * len(positions) * len(colour_values)), 4.5))
     lowest = 1.0
     for index, colour in enumerate(colour_values):
-        chosen = {label(g): g for g in groups if colour is None or g.value(by) == colour}
+        chosen = {label(g): g for g in groups if colour is None or (by and g.value(by) == colour)}
         xs = [
             i + (index - (len(colour_values) - 1) / 2) * width for i, p in enumerate(positions) if p in chosen
         ]
@@ -514,7 +516,7 @@ def first_config(runs: Sequence[Run]) -> DictConfig:
 def report_settings(runs: Sequence[Run]) -> dict[str, Any]:
     """`report:` of the first finished run's config.yaml (an experiment's pairs / by), or {}."""
     settings = first_config(runs).get("report")
-    return OmegaConf.to_container(settings) if isinstance(settings, DictConfig) else {}
+    return cast(dict[str, Any], OmegaConf.to_container(settings)) if isinstance(settings, DictConfig) else {}
 
 
 def report(root: Path, pairs: Sequence[str] | None = None, by: str | None = None) -> str:

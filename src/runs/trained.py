@@ -19,6 +19,9 @@ from src.utils.errors import UserError
 if TYPE_CHECKING:
     import lightning as L
 
+    from src.data.base import InMemoryDataModule
+    from src.training.module import ImageClassifier
+
 
 def load_run_config(run: RunDir, overrides: Sequence[str] = ()) -> DictConfig:
     """The run's saved config with `key=value` overrides applied (struct mode: no new keys)."""
@@ -44,7 +47,7 @@ def yaml_value(text: str) -> Any:
 
 def load_trained(
     run: RunDir, overrides: Sequence[str] = (), ckpt_path: Path | None = None
-) -> tuple[DictConfig, L.LightningDataModule, L.LightningModule, Path]:
+) -> tuple[DictConfig, InMemoryDataModule, ImageClassifier, Path]:
     """(config, datamodule, module with the checkpoint's weights, checkpoint): the run's tested checkpoint
     (metrics.json's, else last.ckpt) or `ckpt_path`; one UserError line when it cannot be used."""
     import torch  # deferred: imports torch (a bad run directory is answered before it)
@@ -67,7 +70,11 @@ def evaluation_trainer(callbacks: Sequence[L.Callback] = ()) -> L.Trainer:
     checkpoints, no progress bar, no model summary."""
     import lightning as L  # deferred: imports torch
 
-    quiet = {"enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
+    quiet: dict[str, Any] = {
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
     return L.Trainer(accelerator="auto", devices=1, logger=False, callbacks=list(callbacks), **quiet)
 
 

@@ -16,6 +16,8 @@ from omegaconf import DictConfig
 if TYPE_CHECKING:
     import lightning as L
 
+    from src.training.module import ImageClassifier
+
 
 def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
     """Instantiate every `_target_` entry of a config dict (callbacks, loggers)."""
@@ -26,7 +28,7 @@ def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
 
 def build(
     cfg: DictConfig, datamodule: L.LightningDataModule | None = None
-) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
+) -> tuple[L.LightningDataModule, ImageClassifier, L.Trainer]:
     """Instantiate datamodule (unless given), network + LightningModule and Trainer from the config."""
     # deferred: Lightning and torch (config errors are answered before them)
     from lightning.pytorch.callbacks import LearningRateMonitor

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import lightning as L
 
     from src.runs.rundir import RunDir
+    from src.training.module import ImageClassifier
 
 
 def train(cfg: DictConfig, run: RunDir) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def checked(path: str | None, module: L.LightningModule, resume: bool = False) -
 def fit_and_test(
     cfg: DictConfig,
     datamodule: L.LightningDataModule,
-    module: L.LightningModule,
+    module: ImageClassifier,
     trainer: L.Trainer,
     run: RunDir,
 ) -> dict[str, Any]:

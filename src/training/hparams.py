@@ -5,7 +5,7 @@ HParams tab (src/training/insight.py) and the trackers (src/training/trackers.py
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,7 +26,7 @@ def flat_hparams(cfg: DictConfig, choices: Mapping[str, Any] | None = None) -> d
     for section in ("model", "optimizer", "scheduler"):
         node = cfg.get(section)
         if isinstance(node, DictConfig):
-            for key, value in OmegaConf.to_container(node, resolve=True).items():
+            for key, value in cast(dict[str, Any], OmegaConf.to_container(node, resolve=True)).items():
                 # model.pooling / model.padding repeat the choices above
                 if not key.startswith("_") and key not in params and not isinstance(value, dict | list):
                     params[f"{section}.{key}"] = value

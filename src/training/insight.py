@@ -181,7 +181,8 @@ def group_insight(callbacks: Sequence[Callback]) -> list[Callback]:
     ours = [c for c in callbacks if isinstance(c, InsightCallback)]
     if len(ours) < 2:
         return list(callbacks)
-    grouped, placed = [], False
+    grouped: list[L.Callback] = []
+    placed = False
     for callback in callbacks:
         if callback in ours:
             if not placed:
@@ -202,7 +203,8 @@ class ImagesPerSecond(InsightCallback):
     """
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.images, self.start, self.stop = 0, time.perf_counter(), None
+        self.images, self.start = 0, time.perf_counter()
+        self.stop: float | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self.images += len(batch[1])
@@ -440,7 +442,7 @@ class ConfusionAndMistakes(EveryNEpochs):
         step, state = trainer.global_step, self.state
         self.state = None
         classes = math.isqrt(len(state["counts"]))
-        names = trainer.datamodule.label_names(classes)
+        names = trainer.datamodule.label_names(classes)  # type: ignore[attr-defined]  # set by Lightning at fit
         if self.confusion:
             matrix = state["counts"].view(classes, classes).cpu()
             log_image(trainer, f"confusion_matrix/{stage}", confusion_figure(matrix, names, stage), step)

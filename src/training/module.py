@@ -11,7 +11,7 @@ import inspect
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -22,13 +22,16 @@ from torchmetrics.classification import MulticlassAccuracy
 from src.lightning_ext.checkpoints import checkpoint_paths
 from src.training.reliability import TrainingDiverged, rng_state, set_rng_state
 
+if TYPE_CHECKING:
+    from src.models.layers import Network
+
 
 class ImageClassifier(L.LightningModule):
     KEEP_LOGITS = 2**20  # training logits kept (4 MB in float32) before they are added to the epoch's sums
 
     def __init__(
         self,
-        model: nn.Module,
+        model: Network,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         scheduler_interval: str = "epoch",
@@ -70,7 +73,7 @@ class ImageClassifier(L.LightningModule):
         return self._run(x)
 
     def _run(self, x: Tensor) -> Tensor:
-        if self.hparams.channels_last:
+        if self.hparams["channels_last"]:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
@@ -103,8 +106,9 @@ class ImageClassifier(L.LightningModule):
         self._kept_logits += logits.numel()
         if self._kept_logits >= self.KEEP_LOGITS:
             self._fold_epoch_steps()
-        every = max(self.trainer.log_every_n_steps, 1)
-        if (self.global_step + 1) % every == 0 or self.trainer.fast_dev_run:
+        # both set on the Trainer by Lightning's connectors, not declared on the class
+        every = max(self.trainer.log_every_n_steps, 1)  # type: ignore[attr-defined]
+        if (self.global_step + 1) % every == 0 or self.trainer.fast_dev_run:  # type: ignore[attr-defined]
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
@@ -221,8 +225,8 @@ class ImageClassifier(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {
                 "scheduler": scheduler,
-                "interval": self.hparams.scheduler_interval,
-                "monitor": self.hparams.scheduler_monitor,
+                "interval": self.hparams["scheduler_interval"],
+                "monitor": self.hparams["scheduler_monitor"],
                 "frequency": 1,
             },
         }

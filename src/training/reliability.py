@@ -11,7 +11,7 @@ checkpoints and raises. (`resume=<run dir>` itself, the command line it becomes:
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -27,7 +27,8 @@ class TrainingDiverged(UserError):
 def rng_state() -> dict[str, Any]:
     """The global random generators' states, as tensors and plain Python values."""
     version, python_state, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())  # legacy=True: a tuple
+    name, keys, pos, has_gauss, cached = legacy
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": [version, list(python_state), gauss],

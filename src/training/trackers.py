@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlparse
 
 from hydra.core.hydra_config import HydraConfig
@@ -116,7 +116,7 @@ def hydra_job() -> Job:
     if not HydraConfig.initialized():
         cwd = Path.cwd()
         return Job(name=cwd.name, sweep=None, parent=_shown(cwd, cwd), output_dir=str(cwd))
-    hydra_cfg = HydraConfig.get()
+    hydra_cfg = cast(DictConfig, HydraConfig.get())  # typed as its dataclass, read as a DictConfig
     cwd = Path(OmegaConf.select(hydra_cfg, "runtime.cwd", default=None) or os.getcwd())
     output_dir = Path(hydra_cfg.runtime.output_dir)
     sweep_dir = OmegaConf.select(hydra_cfg, "sweep.dir", default=None)
@@ -241,7 +241,7 @@ def mlflow_logger(
 
 
 # ------------------------------------------------------------------------------------ logging
-def _classes() -> tuple[type, type]:
+def _classes() -> tuple[Any, Any]:
     from lightning.pytorch.loggers import MLFlowLogger, WandbLogger  # deferred: Lightning
 
     return WandbLogger, MLFlowLogger
@@ -285,6 +285,7 @@ def hyperparameters(cfg: DictConfig) -> dict[str, Any]:
         if not group.startswith("hydra") and group not in params:
             params[group] = "none" if choice is None else str(choice)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)  # of a DictConfig
     resolved.pop("hydra", None)
     for key, value in _flatten(resolved):
         params.setdefault(key, value)

@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from src.utils.errors import UserError
 
@@ -43,7 +43,7 @@ def no_space_cause(error: BaseException) -> OSError | None:
 def _no_space_error(target: Path, cause: OSError) -> NoSpaceError:
     kept = "the previous file is kept" if target.exists() else "nothing was written"
     return NoSpaceError(
-        f"cannot write {target}: {cause.strerror} ({errno.errorcode[cause.errno]}); {kept}; "
+        f"cannot write {target}: {cause.strerror} ({errno.errorcode[cast(int, cause.errno)]}); {kept}; "
         "free some space (or raise the file-size limit)"
     )
 
