@@ -79,7 +79,7 @@ def mistakes(tmp_path: Path) -> list[tuple[list[str], str]]:
             "error: optimized_metric=val/accuracy is never logged; logged: train/loss",
         ),
         # Hydra's own flags, by Hydra's rules (src/config/flags.py)
-        (["--frobnicate"], "error: --frobnicate is not a flag of Hydra's; flags: -h/--help, --hydra-help"),
+        (["--frobnicate"], "error: --frobnicate is not a flag of Hydra's; flags: [--help] [--hydra-help]"),
         (["--cfg", "jobs"], "error: argument --cfg/-c: invalid choice: 'jobs' (choose from 'job', 'hydra'"),
         (["-m", "--cfg", "hydra", "model=lenet5"], "error: --multirun (-m) and --cfg cannot be combined"),
         (["--cfg", "job", "-m"], "error: --multirun (-m) and --cfg cannot be combined: give one of --run"),

@@ -16,7 +16,7 @@ import contextlib
 import io
 import re
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn, cast
 
 from hydra import initialize_config_dir
 from hydra._internal.hydra import Hydra
@@ -39,16 +39,9 @@ COMPLETION_SUBCOMMANDS = ("install", "uninstall", "query")
 
 
 def _flag_list(parser: argparse.ArgumentParser) -> str:
-    """Hydra's flags as one line: `-h/--help, ..., -c/--cfg job|hydra|all, ...`."""
-    flags = []
-    for action in parser._actions:
-        if not action.option_strings:
-            continue
-        names = "/".join(sorted(action.option_strings, key=len))
-        if action.choices:
-            names += " " + "|".join(action.choices)
-        flags.append(names)
-    return ", ".join(flags)
+    """Hydra's flags as one line, from argparse's usage: `[--help] ... [--cfg {job,hydra,all}] ...`."""
+    usage = " ".join(parser.format_usage().split())
+    return usage.removeprefix("usage: ").partition(" ")[2].replace(" [overrides ...]", "")
 
 
 def _parser_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
@@ -126,7 +119,8 @@ def _unresolvable_key(hydra: Hydra, flags: argparse.Namespace, config_name: str)
 
 
 def _first_failing_key(node: DictConfig | ListConfig) -> str | None:
-    for key in node if isinstance(node, DictConfig) else range(len(node)):
+    keys: list[Any] = list(node) if isinstance(node, DictConfig) else list(range(len(node)))
+    for key in keys:
         try:
             value = node[key]
         except InterpolationKeyError as error:
@@ -157,7 +151,8 @@ def _unresolvable(error: InterpolationKeyError, key: str | None, cfg_type: str, 
 def check_shell_completion(overrides: Sequence[str], program: str | None, command: str) -> None:
     """`-sc install=bash` (uninstall=, query=) as Hydra takes it; `install` only for the installed
     `command`: `python -m` (a `program` ending in .py, Hydra's own test) cannot be completed."""
-    shells = sorted(plugin.provides() for plugin in Plugins.instance().discover(CompletionPlugin))  # 0.2 s
+    plugins = Plugins.instance().discover(CompletionPlugin)  # 0.2 s
+    shells = sorted(cast(Any, plugin).provides() for plugin in plugins)  # a static method of each plugin
     allowed = ", ".join(f"{sub}={'|'.join(shells)}" for sub in COMPLETION_SUBCOMMANDS)
     # Hydra's rule: exactly one of the subcommands among the overrides (hydra/_internal/hydra.py)
     pairs = [arg.partition("=") for arg in overrides if arg.partition("=")[0] in COMPLETION_SUBCOMMANDS]

@@ -89,6 +89,6 @@ def log_resume_warnings() -> None:
     Hydra has set up logging (in the task function). Only the files: the console had them on stderr."""
     files = [handler for handler in logging.getLogger().handlers if isinstance(handler, logging.FileHandler)]
     while _UNLOGGED:
-        record = log.makeRecord(log.name, logging.WARNING, __file__, 0, _UNLOGGED.pop(0), None, None)
+        record = log.makeRecord(log.name, logging.WARNING, __file__, 0, _UNLOGGED.pop(0), (), None)
         for handler in files:
             handler.handle(record)

@@ -27,7 +27,13 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse with one-line errors; an unknown flag is named before any missing argument."""
 
     def __init__(self, module: str, **kwargs: Any) -> None:
+        self.option_names: set[str] = set()  # every --flag added (argparse keeps its own list private)
         super().__init__(prog=program(module), allow_abbrev=False, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.option_names.update(action.option_strings)
+        return action
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         words = list(sys.argv[1:] if args is None else args)
@@ -35,10 +41,10 @@ class ArgumentParser(argparse.ArgumentParser):
             word
             for word in words
             if word.startswith("-") and word != "-" and not _NUMBER.match(word)
-            and word.split("=", 1)[0] not in self._option_string_actions
+            and word.split("=", 1)[0] not in self.option_names
         ]  # fmt: skip
         if unknown and not any(word in HELP_FLAGS for word in words):
-            options = ", ".join(sorted(self._option_string_actions, key=lambda o: (o.lstrip("-"), o)))
+            options = ", ".join(sorted(self.option_names, key=lambda o: (o.lstrip("-"), o)))
             self.error(f"{' '.join(unknown)} is not an option; options: {options}")
         return super().parse_args(words, namespace)
 
