@@ -70,3 +70,24 @@ def test_progress_bar_updates_at_most_every_min_seconds_and_at_the_last_batch(mo
         bar.on_train_batch_end(trainer, None, None, None, index)
     # batch i ends at t = i s: updated at t = 0, 3, 6 (>= 2.5 s apart) and at the last batch (8)
     assert drawn == [0, 3, 6, 8]
+
+
+def test_progress_bar_shows_the_step_loss_after_the_standard_items():
+    """train/loss is logged without prog_bar=True (Lightning would call .item() on it after every batch:
+    tests/test_no_sync.py); the bar reads it from callback_metrics when it updates, and shows it where
+    Lightning did: right after v_num, before the metrics logged with prog_bar=True."""
+    from types import SimpleNamespace
+
+    from src.lightning_ext import progress
+
+    bar = progress.RichProgressBar()
+    trainer = SimpleNamespace(
+        loggers=[SimpleNamespace(version=3)],
+        progress_bar_metrics={"val/loss": 0.5, "val/acc": 0.75},
+        callback_metrics={"train/loss": torch.tensor(0.25), "val/loss": torch.tensor(0.5)},
+    )
+    shown = bar.get_metrics(trainer, None)
+    assert list(shown) == ["v_num", "train/loss", "val/loss", "val/acc"]
+    assert shown["train/loss"] == 0.25 and isinstance(shown["train/loss"], float)
+    trainer.callback_metrics = {}  # before the first log step: nothing added
+    assert bar.get_metrics(trainer, None) == {"v_num": 3, "val/loss": 0.5, "val/acc": 0.75}

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 class ImageClassifier(L.LightningModule):
     KEEP_LOGITS = 2**20  # training logits kept (4 MB in float32) before they are added to the epoch's sums
+    EAGER_LOSS_CHECK = (
+        "cpu",
+    )  # device types whose step loss _watch_loss reads at once (nothing to wait for)
 
     def __init__(
         self,
@@ -109,7 +112,9 @@ class ImageClassifier(L.LightningModule):
         # both set on the Trainer by Lightning's connectors, not declared on the class
         every = max(self.trainer.log_every_n_steps, 1)  # type: ignore[attr-defined]
         if (self.global_step + 1) % every == 0 or self.trainer.fast_dev_run:  # type: ignore[attr-defined]
-            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+            # Not prog_bar=True: Lightning would then call .item() on it after every later step of the
+            # epoch (a host sync on a GPU); src/lightning_ext/progress.py shows it when the bar updates.
+            self.log("train/loss", loss, on_step=True, on_epoch=False)
         return loss
 
     def on_train_epoch_start(self) -> None:
@@ -169,8 +174,9 @@ class ImageClassifier(L.LightningModule):
 
     def _watch_loss(self, loss: Tensor) -> None:
         """Record the first step whose loss is not finite, on the device (no host sync); stop at once on
-        the CPU, where looking costs nothing, elsewhere every 100 steps and before any checkpoint."""
-        if loss.device.type == "cpu":
+        the CPU (EAGER_LOSS_CHECK), where looking costs nothing, elsewhere every 100 steps and before any
+        checkpoint."""
+        if loss.device.type in self.EAGER_LOSS_CHECK:
             value = float(loss.detach())
             if not math.isfinite(value):
                 self._divergence = torch.tensor([float(self.global_step), value])
