@@ -8,6 +8,7 @@
     python -m bench startup --root ../before --label before   # the same for another checkout
     python -m bench keras                        # the study sheet's Keras LeNet-5 beside the same here
     python -m bench scaling                      # images/s against batch size and threads
+    python -m bench time_to_accuracy --seeds 1 2 3 --variant ema=callbacks=ema   # images/s to each accuracy
     python -m bench all                          # every suite but gpu (`make bench`)
     python -m bench gpu --results-dir DIR        # the GPU check (scripts/gpu_check.sh)
 
@@ -33,10 +34,19 @@ from bench.scaling import run_scaling, scaling_markdown, scaling_plot
 from bench.speed import SPEED_ROWS, run_speed, speed_markdown
 from bench.startup import run_startup, save_startup
 from bench.steps import run_steps, steps_markdown
+from bench.time_to_accuracy import run_time_to_accuracy, time_to_accuracy_markdown, time_to_accuracy_plot
 from src.config.compose import PROJECT_ROOT
 from src.utils.errors import UserError, user_errors
 
-ALL_SUITES = ("accuracy", "speed", "steps", "startup", "keras", "scaling")  # `all`, in this order
+ALL_SUITES = (
+    "accuracy",
+    "speed",
+    "steps",
+    "startup",
+    "keras",
+    "scaling",
+    "time_to_accuracy",
+)  # `all`, in this order
 HELP = {
     "accuracy": "LeNet-5/MNIST recipes: test accuracy after each epoch, time to 99.0 %%",
     "speed": "src.train's path against a bare PyTorch loop, per recipe and batch size",
@@ -44,6 +54,7 @@ HELP = {
     "startup": "seconds to the first answer (config mistakes, missing data, first batch)",
     "keras": "the study sheet's Keras LeNet-5 beside the same network here",
     "scaling": "training images/s against batch size and torch threads",
+    "time_to_accuracy": "images and seconds until the test accuracy reaches each threshold, per seed",
     "all": "every suite but gpu, in turn (make bench)",
     "gpu": "the GPU check (scripts/gpu_check.sh): trainer=gpu and ddp, AlexNet's speed, a profile",
 }
@@ -60,7 +71,14 @@ def parser() -> argparse.ArgumentParser:
             type=Path,
             help="where the results go (default: bench/results; gpu: bench/results/gpu_check)",
         )
-        if name in ("accuracy", "speed", "steps"):
+        if name == "time_to_accuracy":
+            sub.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="one run per seed")
+            sub.add_argument("--every", type=int, help="test every N training images (default: per recipe)")
+            sub.add_argument(
+                "--variant", action="append", default=[], metavar="NAME=OVERRIDE[,OVERRIDE]",
+                help="the recipe with these overrides too (an ablation row); repeatable",
+            )  # fmt: skip
+        if name in ("accuracy", "speed", "steps", "time_to_accuracy"):
             sub.add_argument(
                 "--experiment",
                 action="append",
@@ -145,8 +163,24 @@ def scaling(args: argparse.Namespace, results_dir: Path) -> None:
     save("scaling", result, [*scaling_markdown(result), "", "![scaling](scaling.png)"], results_dir)
 
 
+def time_to_accuracy(args: argparse.Namespace, results_dir: Path) -> None:
+    variants = {}
+    for text in getattr(args, "variant", []):
+        name, sep, overrides = text.partition("=")
+        if not sep or not name or not overrides:
+            raise UserError(f"--variant {text} is not NAME=OVERRIDE[,OVERRIDE...]")
+        variants[name] = overrides.split(",")
+    for experiment in experiments(args) or ["lenet5_mnist"]:
+        seeds, every = getattr(args, "seeds", [1, 2, 3]), getattr(args, "every", None)
+        result = run_time_to_accuracy(experiment, args.overrides, seeds, variants, every)
+        name = f"time_to_accuracy_{experiment}"
+        results_dir.mkdir(parents=True, exist_ok=True)
+        time_to_accuracy_plot(result, results_dir / f"{name}.png")
+        save(name, result, [*time_to_accuracy_markdown(result), "", f"![{name}]({name}.png)"], results_dir)
+
+
 SUITES = {"accuracy": accuracy, "speed": speed, "steps": steps, "startup": startup, "keras": keras,
-          "scaling": scaling}  # fmt: skip
+          "scaling": scaling, "time_to_accuracy": time_to_accuracy}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import WeightAveraging
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
@@ -95,8 +96,21 @@ class EpochClock(ImagesPerSecond):
             "images_per_second": round(self.images / seconds),
         }
         if self.evaluate is not None:
-            row["test_acc"] = self.evaluate(module)
+            row["test_acc"] = evaluate_as_validation_does(trainer, module, self.evaluate)
         self.rows.append(row)
+
+
+def evaluate_as_validation_does(trainer: L.Trainer, module: L.LightningModule, evaluate: Callable) -> Any:
+    """`evaluate(module)` with the weights validation uses: with a weight-averaging callback (callbacks=ema)
+    the averaged ones, swapped in and back by the callback's own validation hooks."""
+    averaging = [c for c in trainer.callbacks if isinstance(c, WeightAveraging)]
+    for callback in averaging:
+        callback.on_validation_epoch_start(trainer, module)
+    try:
+        return evaluate(module)
+    finally:
+        for callback in reversed(averaging):
+            callback.on_validation_epoch_end(trainer, module)
 
 
 def is_annotation(event: Any) -> bool:

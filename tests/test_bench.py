@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import common, keras, speed, startup, steps
+from bench import common, keras, speed, startup, steps, time_to_accuracy
 from bench.__main__ import main as bench_main
 from src.config.compose import PROJECT_ROOT
 from src.utils.errors import UserError
@@ -65,6 +66,46 @@ def test_accuracy_suite_counts_training_images_and_epochs_only(bench_dirs):
     assert set(run["seconds_to_test_acc"]) == {"99.0%", "99.2%", "99.3%"}
     markdown = (bench_dirs / "results" / "accuracy.md").read_text()
     assert markdown.startswith("| experiment | final test acc |") and "`lenet5_mnist`" in markdown
+
+
+def test_time_to_accuracy_suite_tests_every_n_images_for_each_seed_and_variant(bench_dirs):
+    """Tested every 96 training images (3 batches of 32) over 2 epochs of 192, for 2 seeds, the recipe and
+    an EMA variant: the points, the thresholds' rows, the markdown table and the plot."""
+    variant = ["--variant", "ema=callbacks=ema,callbacks.ema.decay=0.9"]
+    run_suite(bench_dirs, "time_to_accuracy", "--experiment", "lenet5_mnist", "--seeds", "1", "2",
+              "--every", "96", *variant, *overrides(bench_dirs))  # fmt: skip
+    result = json.loads((bench_dirs / "results" / "time_to_accuracy_lenet5_mnist.json").read_text())
+    assert [row["variant"] for row in result["rows"]] == ["recipe", "ema"]
+    assert set(result["runs"]) == {"recipe", "ema"} and [r["seed"] for r in result["runs"]["ema"]] == [1, 2]
+    for runs in result["runs"].values():
+        for run in runs:
+            assert [p["images"] for p in run["points"]] == [96, 192, 288, 384]
+            seconds = [p["seconds"] for p in run["points"]]
+            assert seconds == sorted(seconds) and seconds[0] > 0
+            assert all(0 <= p["test_acc"] <= 1 for p in run["points"])
+    recipe, ema = result["rows"]
+    assert ema["overrides"] == ["callbacks=ema", "callbacks.ema.decay=0.9"] and recipe["train_images"] == 384
+    finals = [run["points"][-1]["test_acc"] for run in result["runs"]["recipe"]]
+    assert recipe["final_test_acc"][0] == pytest.approx(sum(finals) / 2)
+    assert set(recipe) >= {"99.0%", "99.2%", "99.3%"} and recipe["99.0%"]["reached"] <= 2
+    markdown = (bench_dirs / "results" / "time_to_accuracy_lenet5_mnist.md").read_text()
+    assert "| recipe |" in markdown and "| ema (`callbacks=ema callbacks.ema.decay=0.9`) |" in markdown
+    assert (bench_dirs / "results" / "time_to_accuracy_lenet5_mnist.png").stat().st_size > 1000
+
+
+def test_time_to_accuracy_clock_leaves_the_tests_out(bench_dirs, monkeypatch):
+    """Each test of the timeline sleeps 1.5 s: the training seconds stay below one such sleep."""
+    real = time_to_accuracy.evaluate
+
+    def slow_evaluate(*args, **kwargs):
+        time.sleep(1.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(time_to_accuracy, "evaluate", slow_evaluate)
+    run_suite(bench_dirs, "time_to_accuracy", "--seeds", "1", "--every", "192", *overrides(bench_dirs))
+    result = json.loads((bench_dirs / "results" / "time_to_accuracy_lenet5_mnist.json").read_text())
+    points = result["runs"]["recipe"][0]["points"]
+    assert [p["images"] for p in points] == [192, 384] and points[-1]["seconds"] < 1.5
 
 
 def test_epoch_clock_stops_before_validation(bench_dirs, monkeypatch):
@@ -429,7 +470,17 @@ def test_the_cli_has_a_subcommand_per_suite_and_refuses_others(capsys):
     assert help_exit.value.code == 0
     assert all(
         suite in listed
-        for suite in ("accuracy", "speed", "steps", "startup", "keras", "scaling", "all", "gpu")
+        for suite in (
+            "accuracy",
+            "speed",
+            "steps",
+            "startup",
+            "keras",
+            "scaling",
+            "time_to_accuracy",
+            "all",
+            "gpu",
+        )
     )
     for argv, wrong in ((["speeed"], "invalid choice: 'speeed'"), (["keras", "--repeats", "2"], "--repeats")):
         with pytest.raises(SystemExit) as error:

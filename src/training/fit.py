@@ -92,6 +92,8 @@ def fit_and_test(
 ) -> dict[str, Any]:
     """Fit, test the chosen checkpoint, and (rank 0) write config.yaml and metrics.json."""
     # deferred: import torch and Lightning
+    from lightning.pytorch.callbacks import WeightAveraging
+
     from src.models.shapes import pooled_shapes
     from src.training.insight import log_hparams
 
@@ -112,6 +114,9 @@ def fit_and_test(
     tested = None
     if cfg.get("test", True):
         tested = checked(tested_checkpoint(trainer, cfg.get("test_checkpoint", "best")), module)
+        # With weight averaging (callbacks=ema) a checkpoint's state_dict holds the averaged weights, which
+        # validation chose it by; the callback, still there after fit, would load the current ones instead.
+        trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]  # type: ignore[attr-defined]
         trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
