@@ -118,6 +118,8 @@ def run_time_to_accuracy(
     recipe = RECIPES.get(experiment, {"thresholds": (0.5, 0.75, 0.9), "every": 10_000})
     thresholds, every = tuple(recipe["thresholds"]), int(every or recipe["every"])
     rows, runs = [], {}
+    for changes in variants.values():  # a mistake in any variant is an error before the first run
+        bench_config(experiment, [*overrides, *changes], f"time_to_accuracy_{experiment}")
     for name, changes in {"recipe": [], **variants}.items():
         runs[name] = [run_one(experiment, [*overrides, *changes], seed, every) for seed in seeds]
         rows.append(summarise(name, experiment, runs[name], thresholds) | {"overrides": changes})
@@ -173,10 +175,9 @@ def time_to_accuracy_plot(result: dict[str, Any], path: Path) -> None:
                     alpha=0.8, label=name if index == 0 else None)  # fmt: skip
     for threshold in result["thresholds"]:
         ax.axhline(threshold, color="grey", lw=0.5, ls="--")
-    low = min(result["thresholds"]) - 0.02
-    ax.set(
-        xlabel="training images seen", ylabel="test accuracy", title=result["experiment"], ylim=(low, None)
-    )
+    best = max(p["test_acc"] for runs in result["runs"].values() for run in runs for p in run["points"])
+    ax.set(xlabel="training images seen", ylabel="test accuracy", title=result["experiment"])
+    ax.set_ylim(min(result["thresholds"]) - 0.02, min(1.0, max(best, *result["thresholds"]) + 0.005))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
