@@ -8,7 +8,7 @@
     python -m bench startup --root ../before --label before   # the same for another checkout
     python -m bench keras                        # the study sheet's Keras LeNet-5 beside the same here
     python -m bench scaling                      # images/s against batch size and threads
-    python -m bench time_to_accuracy --seeds 1 2 3 --variant ema=callbacks=ema   # images/s to each accuracy
+    python -m bench time_to_accuracy --bare      # images and seconds to each test accuracy, 3 seeds
     python -m bench all                          # every suite but gpu (`make bench`)
     python -m bench gpu --results-dir DIR        # the GPU check (scripts/gpu_check.sh)
 
@@ -74,6 +74,7 @@ def parser() -> argparse.ArgumentParser:
         if name == "time_to_accuracy":
             sub.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="one run per seed")
             sub.add_argument("--every", type=int, help="test every N training images (default: per recipe)")
+            sub.add_argument("--bare", action="store_true", help="the recipe in the bare loop too")
             sub.add_argument(
                 "--variant", action="append", default=[], metavar="NAME=OVERRIDE[,OVERRIDE]",
                 help="the recipe with these overrides too (an ablation row); repeatable",
@@ -172,7 +173,8 @@ def time_to_accuracy(args: argparse.Namespace, results_dir: Path) -> None:
         variants[name] = overrides.split(",")
     for experiment in experiments(args) or ["lenet5_mnist"]:
         seeds, every = getattr(args, "seeds", [1, 2, 3]), getattr(args, "every", None)
-        result = run_time_to_accuracy(experiment, args.overrides, seeds, variants, every)
+        bare = getattr(args, "bare", False)
+        result = run_time_to_accuracy(experiment, args.overrides, seeds, variants, every, bare)
         name = f"time_to_accuracy_{experiment}"
         results_dir.mkdir(parents=True, exist_ok=True)
         time_to_accuracy_plot(result, results_dir / f"{name}.png")

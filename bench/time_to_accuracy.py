@@ -5,7 +5,9 @@ accuracy; a plot of test accuracy against images seen.
 The recipe trains through src.train's own code (bench.common.prepare). Every `every` training images the
 test split is evaluated off the clock, with the weights validation uses (the averaged ones under
 callbacks=ema). The clock counts training steps only: not these tests, not Lightning's validation.
-Variants (`--variant NAME=override,override`) are the recipe with changes, for an ablation table.
+Variants (`--variant NAME=override,override`) are the recipe with changes, for an ablation table;
+`--bare` adds the recipe in the bare loop of bench/speed.py (same network, batches, optimizer, schedule
+and loss, no Lightning), tested the same way.
 """
 
 from __future__ import annotations
@@ -17,8 +19,19 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
+from torch import nn
 
-from bench.common import bench_config, evaluate, evaluate_as_validation_does, prepare
+from bench.common import (
+    bench_config,
+    device_of,
+    evaluate,
+    evaluate_as_validation_does,
+    on_device,
+    prepare,
+    synchronize,
+)
+from bench.speed import bare_schedule, bare_step
 
 # Per experiment: the thresholds of the test accuracy, and how often (training images) it is tested.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -83,6 +96,47 @@ def run_one(experiment: str, overrides: list[str], seed: int, every: int) -> dic
     return {"seed": seed, "epochs": int(cfg.trainer.max_epochs), "points": timeline.points}
 
 
+def run_bare(experiment: str, overrides: list[str], seed: int, every: int) -> dict[str, Any]:
+    """The same recipe and seed in the bare loop (bench/speed.py: the same network, datamodule, batches,
+    optimizer, schedule and loss, none of Lightning), tested the same way: its timeline."""
+    cfg = bench_config(experiment, [f"seed={seed}", *overrides], f"time_to_accuracy_bare_{experiment}")
+    datamodule, module, _ = prepare(cfg)
+    datamodule.setup("test")
+    device, precision = device_of(cfg), cfg.trainer.get("precision", "32-true")
+    model = module.model.to(device)
+    datamodule.batch_device = device
+    memory_format = torch.channels_last if cfg.module.channels_last else torch.contiguous_format
+    optimizer = instantiate(cfg.optimizer)(params=model.parameters())
+    epochs = int(cfg.trainer.max_epochs)
+    scheduler = bare_schedule(cfg, optimizer, epochs * len(datamodule.train_dataloader()))
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.module.get("label_smoothing", 0.0))
+    points: list[dict[str, float]] = []
+    images, seconds = 0, 0.0
+
+    def test() -> None:  # off the clock
+        accuracy, _ = evaluate(
+            model, datamodule, memory_format=memory_format, device=device, precision=precision
+        )
+        points.append({"images": images, "seconds": round(seconds, 3), "test_acc": accuracy})
+
+    for _ in range(epochs):
+        model.train()
+        for batch in datamodule.train_dataloader():
+            synchronize(device)
+            start = time.perf_counter()
+            inputs, labels = on_device(batch, device)
+            inputs = datamodule.to_model_input(inputs, train=True).contiguous(memory_format=memory_format)
+            bare_step(model, inputs, labels, criterion, optimizer, scheduler, device, precision)
+            synchronize(device)
+            seconds += time.perf_counter() - start
+            images += len(labels)
+            if images - (points[-1]["images"] if points else 0) >= every:
+                test()
+    if not points or points[-1]["images"] != images:
+        test()
+    return {"seed": seed, "epochs": epochs, "points": points}
+
+
 def first_reaching(points: list[dict[str, float]], threshold: float) -> dict[str, float] | None:
     return next((p for p in points if p["test_acc"] >= threshold), None)
 
@@ -114,6 +168,7 @@ def run_time_to_accuracy(
     seeds: list[int],
     variants: dict[str, list[str]],
     every: int | None = None,
+    bare: bool = False,
 ) -> dict[str, Any]:
     recipe = RECIPES.get(experiment, {"thresholds": (0.5, 0.75, 0.9), "every": 10_000})
     thresholds, every = tuple(recipe["thresholds"]), int(every or recipe["every"])
@@ -123,6 +178,9 @@ def run_time_to_accuracy(
     for name, changes in {"recipe": [], **variants}.items():
         runs[name] = [run_one(experiment, [*overrides, *changes], seed, every) for seed in seeds]
         rows.append(summarise(name, experiment, runs[name], thresholds) | {"overrides": changes})
+    if bare:  # the recipe without Lightning: what src.train's path costs in images and seconds
+        runs["bare loop"] = [run_bare(experiment, overrides, seed, every) for seed in seeds]
+        rows.append(summarise("bare loop", experiment, runs["bare loop"], thresholds) | {"overrides": []})
     return {"experiment": experiment, "thresholds": thresholds, "every": every, "rows": rows, "runs": runs,
             "overrides": overrides}  # fmt: skip
 

@@ -69,27 +69,34 @@ def test_accuracy_suite_counts_training_images_and_epochs_only(bench_dirs):
 
 
 def test_time_to_accuracy_suite_tests_every_n_images_for_each_seed_and_variant(bench_dirs):
-    """Tested every 96 training images (3 batches of 32) over 2 epochs of 192, for 2 seeds, the recipe and
-    an EMA variant: the points, the thresholds' rows, the markdown table and the plot."""
+    """Tested every 96 training images (3 batches of 32) over 2 epochs of 192, for 2 seeds, the recipe, an
+    EMA variant and the recipe in the bare loop: the points, the thresholds' rows, the table, the plot."""
     variant = ["--variant", "ema=callbacks=ema,callbacks.ema.decay=0.9"]
     run_suite(bench_dirs, "time_to_accuracy", "--experiment", "lenet5_mnist", "--seeds", "1", "2",
-              "--every", "96", *variant, *overrides(bench_dirs))  # fmt: skip
+              "--every", "96", "--bare", *variant, *overrides(bench_dirs))  # fmt: skip
     result = json.loads((bench_dirs / "results" / "time_to_accuracy_lenet5_mnist.json").read_text())
-    assert [row["variant"] for row in result["rows"]] == ["recipe", "ema"]
-    assert set(result["runs"]) == {"recipe", "ema"} and [r["seed"] for r in result["runs"]["ema"]] == [1, 2]
+    assert [row["variant"] for row in result["rows"]] == ["recipe", "ema", "bare loop"]
+    assert set(result["runs"]) == {"recipe", "ema", "bare loop"} and [
+        r["seed"] for r in result["runs"]["ema"]
+    ] == [1, 2]
     for runs in result["runs"].values():
         for run in runs:
             assert [p["images"] for p in run["points"]] == [96, 192, 288, 384]
             seconds = [p["seconds"] for p in run["points"]]
             assert seconds == sorted(seconds) and seconds[0] > 0
             assert all(0 <= p["test_acc"] <= 1 for p in run["points"])
-    recipe, ema = result["rows"]
+    recipe, ema, bare = result["rows"]
+    assert bare["train_images"] == 384 and bare["overrides"] == []
     assert ema["overrides"] == ["callbacks=ema", "callbacks.ema.decay=0.9"] and recipe["train_images"] == 384
     finals = [run["points"][-1]["test_acc"] for run in result["runs"]["recipe"]]
     assert recipe["final_test_acc"][0] == pytest.approx(sum(finals) / 2)
     assert set(recipe) >= {"99.0%", "99.2%", "99.3%"} and recipe["99.0%"]["reached"] <= 2
     markdown = (bench_dirs / "results" / "time_to_accuracy_lenet5_mnist.md").read_text()
-    assert "| recipe |" in markdown and "| ema (`callbacks=ema callbacks.ema.decay=0.9`) |" in markdown
+    assert (
+        "| recipe |" in markdown
+        and "| bare loop |" in markdown
+        and "| ema (`callbacks=ema callbacks.ema.decay=0.9`) |" in markdown
+    )
     assert (bench_dirs / "results" / "time_to_accuracy_lenet5_mnist.png").stat().st_size > 1000
 
 
