@@ -59,6 +59,14 @@ def one_line_error(result) -> str:
     return result.stderr.strip().splitlines()[-1]
 
 
+def no_whole_checkpoint(run: Path, reason: str) -> str:
+    """resume='s one line when each of the run's three checkpoints fails for `reason`."""
+    names = ("last.ckpt", "epoch_000.ckpt", "epoch_001.ckpt")
+    each = "; ".join(f"checkpoint {run / 'checkpoints' / name} {reason}" for name in names)
+    start = f"error: resume={run} has no whole checkpoint to continue from"
+    return f"{start}: {each}; start the run again without resume="
+
+
 def succeeded(result) -> str:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result.stdout + result.stderr
@@ -116,12 +124,7 @@ def test_resume_with_no_whole_checkpoint_says_so_in_one_line(trained, tmp_path):
     for checkpoint in checkpoints.glob("*.ckpt"):
         truncate(checkpoint)
     line = one_line_error(run_cli("src.train", f"resume={run}"))
-    assert line == (
-        f"error: resume={run} has no whole checkpoint to continue from: "
-        f"checkpoint {checkpoints / 'last.ckpt'} {TRUNCATED}; "
-        f"checkpoint {checkpoints / 'epoch_000.ckpt'} {TRUNCATED}; "
-        f"checkpoint {checkpoints / 'epoch_001.ckpt'} {TRUNCATED}; start the run again without resume="
-    )
+    assert line == no_whole_checkpoint(run, TRUNCATED)
 
 
 def foreign_checkpoints(trained: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:
@@ -220,10 +223,9 @@ def plant_code(checkpoint: Path, marker: Path, into: Path | None = None) -> Path
 
 def only_line(result) -> str:
     """stderr, after checking that the command failed as a user error and that stderr is that one line."""
-    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-3000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr[-3000:]
-    return lines[0]
+    line = one_line_error(result)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
+    return line
 
 
 def pickle_globals(checkpoint: Path) -> set[str]:
@@ -291,12 +293,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(trained, tmp_pa
         if checkpoint != tested:
             plant_code(checkpoint, marker)
     line = only_line(run_cli("src.train", f"resume={run}"))
-    assert line == (
-        f"error: resume={run} has no whole checkpoint to continue from: "
-        f"checkpoint {checkpoints / 'last.ckpt'} {RUNS_CODE}; "
-        f"checkpoint {checkpoints / 'epoch_000.ckpt'} {RUNS_CODE}; "
-        f"checkpoint {checkpoints / 'epoch_001.ckpt'} {RUNS_CODE}; start the run again without resume="
-    )
+    assert line == no_whole_checkpoint(run, RUNS_CODE)
     assert not marker.exists()
 
 
