@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import torch
@@ -177,20 +177,40 @@ def lightning_training(cfg: DictConfig, window: StepWindow | None = None) -> dic
     }
 
 
-def bare_training(cfg: DictConfig, window: StepWindow | None = None) -> dict[str, float]:
-    """The same for the bare loop: the same network, optimizer, schedule, loss, datamodule and batches,
-    on the same device (batches served from the GPU's memory as for src.train, `data.keep_on_device`),
-    in the same precision, with cuDNN's benchmark mode as the trainer set it; then the same validation
-    and test splits evaluated. `window` profiles some steps of the warm epoch."""
+class BareLoop(NamedTuple):
+    """What the bare loop trains with, in bare_training_epoch's order."""
+
+    model: nn.Module
+    datamodule: L.LightningDataModule
+    optimizer: torch.optim.Optimizer
+    memory_format: torch.memory_format
+    criterion: nn.Module
+    scheduler: Any | None
+    device: torch.device
+    precision: Any
+
+
+def bare_loop(cfg: DictConfig, epochs: int) -> BareLoop:
+    """The recipe's network, datamodule, optimizer, schedule (over `epochs`) and loss for the bare loop,
+    on the device and in the precision src.train would use."""
     datamodule, module, _ = prepare(cfg)  # its Trainer sets torch.backends.cudnn.benchmark as src.train's
     device, precision = device_of(cfg), cfg.trainer.get("precision", "32-true")
     model = module.model.to(device)  # already in the module's memory format
     datamodule.batch_device = device
     memory_format = torch.channels_last if cfg.module.channels_last else torch.contiguous_format
     optimizer = instantiate(cfg.optimizer)(params=model.parameters())
-    scheduler = bare_schedule(cfg, optimizer, 2 * len(datamodule.train_dataloader()))
+    scheduler = bare_schedule(cfg, optimizer, epochs * len(datamodule.train_dataloader()))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.module.get("label_smoothing", 0.0))
-    loop = (model, datamodule, optimizer, memory_format, criterion, scheduler, device, precision)
+    return BareLoop(model, datamodule, optimizer, memory_format, criterion, scheduler, device, precision)
+
+
+def bare_training(cfg: DictConfig, window: StepWindow | None = None) -> dict[str, float]:
+    """The same for the bare loop: the same network, optimizer, schedule, loss, datamodule and batches,
+    on the same device (batches served from the GPU's memory as for src.train, `data.keep_on_device`),
+    in the same precision, with cuDNN's benchmark mode as the trainer set it; then the same validation
+    and test splits evaluated. `window` profiles some steps of the warm epoch."""
+    loop = bare_loop(cfg, epochs=2)
+    model, datamodule, _, memory_format, _, _, device, precision = loop
     bare_training_epoch(*loop)  # epoch 1: warm-up, as for Lightning
     result = {"train": bare_training_epoch(*loop, window=window)}
     for stage, key in (("val", "eval"), ("test", "test")):

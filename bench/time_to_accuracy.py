@@ -19,19 +19,16 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
-from torch import nn
 
 from bench.common import (
     bench_config,
-    device_of,
     evaluate,
     evaluate_as_validation_does,
     on_device,
     prepare,
     synchronize,
 )
-from bench.speed import bare_schedule, bare_step
+from bench.speed import bare_loop, bare_step
 
 # Per experiment: the thresholds of the test accuracy, and how often (training images) it is tested.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -100,16 +97,10 @@ def run_bare(experiment: str, overrides: list[str], seed: int, every: int) -> di
     """The same recipe and seed in the bare loop (bench/speed.py: the same network, datamodule, batches,
     optimizer, schedule and loss, none of Lightning), tested the same way: its timeline."""
     cfg = bench_config(experiment, [f"seed={seed}", *overrides], f"time_to_accuracy_bare_{experiment}")
-    datamodule, module, _ = prepare(cfg)
-    datamodule.setup("test")
-    device, precision = device_of(cfg), cfg.trainer.get("precision", "32-true")
-    model = module.model.to(device)
-    datamodule.batch_device = device
-    memory_format = torch.channels_last if cfg.module.channels_last else torch.contiguous_format
-    optimizer = instantiate(cfg.optimizer)(params=model.parameters())
     epochs = int(cfg.trainer.max_epochs)
-    scheduler = bare_schedule(cfg, optimizer, epochs * len(datamodule.train_dataloader()))
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.module.get("label_smoothing", 0.0))
+    loop = bare_loop(cfg, epochs)
+    model, datamodule, optimizer, memory_format, criterion, scheduler, device, precision = loop
+    datamodule.setup("test")
     points: list[dict[str, float]] = []
     images, seconds = 0, 0.0
 
