@@ -4,6 +4,7 @@ import torch
 from src.models import AlexNet, AlexNetBN, LeNet5
 from src.models.alexnet import keras_param_count
 from src.models.geometry import (
+    ACTIVATIONS,
     PLANS,
     InputTooSmallError,
     alexnet_bn_plan,
@@ -103,8 +104,9 @@ def test_too_small_input_names_the_layer_and_the_smallest_size():
 # ---------------------------------------------------------------------- the torch-free plans
 # src/models/geometry.py describes each network once; the nn.Modules are built from it and the config
 # check walks it before torch is imported. These tests hold the two to each other.
+LENET5_OPTIONS = [{}, {"padding": "same"}, {"norm": "batch"}, *({"activation_fn": a} for a in ACTIVATIONS)]
 NETWORKS = [
-    (LeNet5, lenet5_plan, [{}, {"padding": "same"}, {"norm": "batch", "activation_fn": "relu"}]),
+    (LeNet5, lenet5_plan, LENET5_OPTIONS),
     (AlexNet, alexnet_plan, [{}, {"norm": "batch", "groups": 2}, {"padding": "same", "adaptive_pool": 6}]),
     (AlexNetBN, alexnet_bn_plan, [{}, {"padding": "valid"}, {"padding": "same", "pooling": "min"}]),
 ]

@@ -27,7 +27,7 @@ from src.utils.errors import ConfigError
 # that the two agree, so a new mode is added here and as one file there.
 POOLING_MODES = ("max", "avg", "min")
 PADDING_MODES = ("valid", "same", "paper")
-ACTIVATIONS = ("tanh", "scaled_tanh", "relu", "sigmoid")
+ACTIVATIONS = ("tanh", "scaled_tanh", "relu", "sigmoid", "elu", "silu", "gelu")
 
 
 class InputTooSmallError(ConfigError):
@@ -73,7 +73,8 @@ def uses_symmetric_padding(kernel: int, stride: int) -> bool:
 
 # ------------------------------------------------------------------------------------------ layers
 _POOL_TYPES = {"max": "MaxPool2d", "avg": "AvgPool2d", "min": "MinPool2d"}
-_ACTIVATION_TYPES = {"tanh": "Tanh", "scaled_tanh": "ScaledTanh", "relu": "ReLU", "sigmoid": "Sigmoid"}
+_ACTIVATION_TYPES = {"tanh": "Tanh", "scaled_tanh": "ScaledTanh", "relu": "ReLU", "sigmoid": "Sigmoid",
+                     "elu": "ELU", "silu": "SiLU", "gelu": "GELU"}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,9 @@ class ScaledTanh(nn.Module):
 
 def activation(name: str) -> nn.Module:
     check_choice("activation", name, ACTIVATIONS)
-    return {"tanh": nn.Tanh, "scaled_tanh": ScaledTanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}[name]()
+    kinds = {"tanh": nn.Tanh, "scaled_tanh": ScaledTanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid,
+             "elu": nn.ELU, "silu": nn.SiLU, "gelu": nn.GELU}  # fmt: skip
+    return kinds[name]()
 
 
 # ------------------------------------------------------------------------------- from a plan
