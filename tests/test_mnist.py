@@ -64,6 +64,20 @@ def test_val_size_0_validates_on_test_and_out_of_range_sizes_are_errors(tiny_mni
         datamodule(tiny_mnist, tmp_path / "cache", val_size=-1)
 
 
+def test_train_on_val_trains_on_every_training_image_and_keeps_the_same_val_split(tiny_mnist, tmp_path):
+    held_out = datamodule(tiny_mnist, tmp_path / "cache")
+    final = datamodule(tiny_mnist, tmp_path / "cache", train_on_val=True)
+    held_out.setup(), final.setup()
+    assert {k: len(v) for k, v in final.splits.items()} == {"train": 256, "val": 50, "test": 64}
+    assert torch.equal(final.splits["val"].images, held_out.splits["val"].images)
+    both = [*held_out.splits["train"].images, *held_out.splits["val"].images]
+    rows = [sorted(bytes(x.numpy()) for x in images) for images in (final.splits["train"].images, both)]
+    assert rows[0] == rows[1]
+    message = r"^data\.train_on_val=yes is not true or false: must be true or false$"
+    with pytest.raises(ConfigError, match=message):
+        datamodule(tiny_mnist, tmp_path / "cache", train_on_val="yes")
+
+
 def test_split_is_deterministic_and_disjoint(tiny_mnist, tmp_path):
     first, second = datamodule(tiny_mnist, tmp_path / "c"), datamodule(tiny_mnist, tmp_path / "c")
     first.setup(), second.setup()

@@ -258,12 +258,14 @@ class InMemoryDataModule(L.LightningDataModule):
         return found if found is not None else self.find_data()
 
     def holdout_splits(
-        self, images: Tensor, labels: Tensor, test: TensorSplit, val_size: int
+        self, images: Tensor, labels: Tensor, test: TensorSplit, val_size: int, train_on_val: bool = False
     ) -> dict[str, TensorSplit]:
         """train/val/test from a training set and a test split: `val_size` training images, drawn with
         `split_seed` (the same ones for every run), are held out for validation. `val_size=0` trains on
         all of them and validates on the test set, as the study sheet's Keras runs did (their "validation"
-        accuracy is a test accuracy: fine for a reproduction, not for model selection)."""
+        accuracy is a test accuracy: fine for a reproduction, not for model selection). `train_on_val`
+        (the final fit of a recipe chosen on validation) trains on every training image, the validation
+        images included: val/acc then measures training fit, and nothing may select on it."""
         if val_size == 0:
             return {"train": TensorSplit(images, labels), "val": test, "test": test}
         if val_size >= len(labels):  # the lower limit is the card's rule, checked in __init__
@@ -271,7 +273,7 @@ class InMemoryDataModule(L.LightningDataModule):
                 f"data.val_size={val_size} is out of range: must be 0 (validate on test) to {len(labels) - 1}"
             )
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
-        val_index, train_index = order[:val_size], order[val_size:]
+        val_index, train_index = order[:val_size], (order if train_on_val else order[val_size:])
         return {
             "train": TensorSplit(images[train_index], labels[train_index]),
             "val": TensorSplit(images[val_index], labels[val_index]),

@@ -34,6 +34,8 @@ COMMON_RULES = (
 # number of training images found, is checked when they are read (base.py: holdout_splits).
 VAL_SIZE = Rule("data.val_size", "int", "an integer >= 0 (0: validate on the test set)", lambda v: v >= 0)
 AUGMENTATION = Rule("data.augmentation", "bool", "true or false")
+# The final fit of a chosen recipe: train on the training and validation images together.
+TRAIN_ON_VAL = Rule("data.train_on_val", "bool", "true or false")
 FLOWERS17_RULES = (
     Rule("data.split_index", "int", "1, 2, 3 or null", lambda v: v in (1, 2, 3), nullable=True),
     AUGMENTATION,
@@ -41,7 +43,7 @@ FLOWERS17_RULES = (
     Rule(
         "data.min_crop_area", "number", "0 < min_crop_area <= 1 or null", lambda v: 0 < v <= 1, nullable=True
     ),
-    Rule("data.train_on_val", "bool", "true or false"),
+    TRAIN_ON_VAL,
 )
 
 
@@ -90,14 +92,14 @@ MNIST = DatasetCard(
     tuple(str(digit) for digit in range(10)),
     image_channels=1,
     image_size=28,
-    rules=(*COMMON_RULES, VAL_SIZE),
+    rules=(*COMMON_RULES, VAL_SIZE, TRAIN_ON_VAL),
 )
 CIFAR10 = DatasetCard(
     "cifar10",
     ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
     image_channels=3,
     image_size=32,
-    rules=(*COMMON_RULES, VAL_SIZE, AUGMENTATION),
+    rules=(*COMMON_RULES, VAL_SIZE, TRAIN_ON_VAL, AUGMENTATION),
 )
 # Oxford Flowers-17's classes, in the order of its images' numbers (80 a class).
 FLOWERS17_CLASSES = (

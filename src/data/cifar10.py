@@ -150,10 +150,12 @@ class CIFAR10DataModule(InMemoryDataModule):
     # mean of the per-image stds instead.
     std = (0.2470, 0.2435, 0.2616)
 
-    def __init__(self, *args, val_size: int = 5000, augmentation: bool = True, **kwargs) -> None:
+    def __init__(
+        self, *args, val_size: int = 5000, train_on_val: bool = False, augmentation: bool = True, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.card.check({"val_size": val_size, "augmentation": augmentation})
-        self.val_size, self.augmentation = val_size, augmentation
+        self.card.check({"val_size": val_size, "train_on_val": train_on_val, "augmentation": augmentation})
+        self.val_size, self.train_on_val, self.augmentation = val_size, train_on_val, augmentation
 
     def find_data(self) -> dict[str, Tensor]:
         return load_cifar10(self.data_dir, self.cache_dir, self.download)
@@ -163,7 +165,9 @@ class CIFAR10DataModule(InMemoryDataModule):
             return
         data = self.found()
         test = TensorSplit(data["test_images"], data["test_labels"])
-        self.splits = self.holdout_splits(data["train_images"], data["train_labels"], test, self.val_size)
+        self.splits = self.holdout_splits(
+            data["train_images"], data["train_labels"], test, self.val_size, self.train_on_val
+        )
 
     def static_inputs(self, train: bool) -> bool:
         return not (train and self.augmentation)  # evaluation, and training without augmentation

@@ -135,10 +135,10 @@ class MNISTDataModule(InMemoryDataModule):
     std = (0.3081,)
     pad_from = MNIST.image_size  # 28: padded by 2 to LeNet-5's 32, not resized
 
-    def __init__(self, *args, val_size: int = 5000, **kwargs) -> None:
+    def __init__(self, *args, val_size: int = 5000, train_on_val: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.card.check({"val_size": val_size})
-        self.val_size = val_size
+        self.card.check({"val_size": val_size, "train_on_val": train_on_val})
+        self.val_size, self.train_on_val = val_size, train_on_val
 
     def _sources(self) -> dict[str, Path]:
         sources = locate_mnist(self.data_dir, self.cache_dir)
@@ -165,4 +165,6 @@ class MNISTDataModule(InMemoryDataModule):
         data = self.found()
         test_split = TensorSplit(data["test_images"].unsqueeze(1), data["test_labels"])
         train_images = data["train_images"].unsqueeze(1)
-        self.splits = self.holdout_splits(train_images, data["train_labels"], test_split, self.val_size)
+        self.splits = self.holdout_splits(
+            train_images, data["train_labels"], test_split, self.val_size, self.train_on_val
+        )
