@@ -125,18 +125,20 @@ def test_batches_come_out_at_the_model_input(read_only_data, tmp_path, input_siz
     assert x.shape == expected
 
 
-def test_augment_is_a_random_padded_crop_with_flips(tmp_path):
+@pytest.mark.parametrize("crop_padding", [4, 2, 0])
+def test_augment_is_a_random_padded_crop_with_flips(tmp_path, crop_padding):
     torch.manual_seed(0)
     images = torch.rand(16, 3, 32, 32)
-    augmented = make(tmp_path, tmp_path).augment(images)
+    augmented = make(tmp_path, tmp_path, crop_padding=crop_padding).augment(images)
     assert augmented.shape == images.shape
     assert not torch.equal(augmented, images)
-    padded = torch.nn.functional.pad(images, (4,) * 4)
-    for source, result in zip(padded, augmented, strict=True):  # each is one of the 9 x 9 x 2 views
+    padded = torch.nn.functional.pad(images, (crop_padding,) * 4)
+    offsets = range(2 * crop_padding + 1)
+    for source, result in zip(padded, augmented, strict=True):  # each is one of the views
         views = [
             window.flip(-1) if flip else window
-            for top in range(9)
-            for left in range(9)
+            for top in offsets
+            for left in offsets
             for window in [source[:, top : top + 32, left : left + 32]]
             for flip in (False, True)
         ]

@@ -34,6 +34,7 @@ COMMON_RULES = (
 # number of training images found, is checked when they are read (base.py: holdout_splits).
 VAL_SIZE = Rule("data.val_size", "int", "an integer >= 0 (0: validate on the test set)", lambda v: v >= 0)
 AUGMENTATION = Rule("data.augmentation", "bool", "true or false")
+CROP_PADDING = Rule("data.crop_padding", "int", "an integer from 0 to 16", lambda v: 0 <= v <= 16)
 # The final fit of a chosen recipe: train on the training and validation images together.
 TRAIN_ON_VAL = Rule("data.train_on_val", "bool", "true or false")
 FLOWERS17_RULES = (
@@ -99,7 +100,7 @@ CIFAR10 = DatasetCard(
     ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
     image_channels=3,
     image_size=32,
-    rules=(*COMMON_RULES, VAL_SIZE, TRAIN_ON_VAL, AUGMENTATION),
+    rules=(*COMMON_RULES, VAL_SIZE, TRAIN_ON_VAL, AUGMENTATION, CROP_PADDING),
 )
 # Oxford Flowers-17's classes, in the order of its images' numbers (80 a class).
 FLOWERS17_CLASSES = (

@@ -6,7 +6,7 @@ once into the cache (src/data/cache.py); where each file is looked for: docs/dat
 
 The training set is split deterministically (`split_seed`) into 45,000 for training and 5,000 for
 validation; training batches get the usual augmentation: random 32x32 crops of the image zero-padded
-by 4 pixels, and random horizontal flips.
+by 4 pixels (`crop_padding`; 0: flips only), and random horizontal flips.
 """
 
 from __future__ import annotations
@@ -151,11 +151,19 @@ class CIFAR10DataModule(InMemoryDataModule):
     std = (0.2470, 0.2435, 0.2616)
 
     def __init__(
-        self, *args, val_size: int = 5000, train_on_val: bool = False, augmentation: bool = True, **kwargs
+        self,
+        *args,
+        val_size: int = 5000,
+        train_on_val: bool = False,
+        augmentation: bool = True,
+        crop_padding: int = 4,
+        **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.card.check({"val_size": val_size, "train_on_val": train_on_val, "augmentation": augmentation})
+        options = dict(val_size=val_size, train_on_val=train_on_val)
+        self.card.check({**options, "augmentation": augmentation, "crop_padding": crop_padding})
         self.val_size, self.train_on_val, self.augmentation = val_size, train_on_val, augmentation
+        self.crop_padding = crop_padding
 
     def find_data(self) -> dict[str, Tensor]:
         return load_cifar10(self.data_dir, self.cache_dir, self.download)
@@ -173,5 +181,7 @@ class CIFAR10DataModule(InMemoryDataModule):
         return not (train and self.augmentation)  # evaluation, and training without augmentation
 
     def augment(self, images: Tensor) -> Tensor:
-        """Random 32x32 crops of the image zero-padded by 4, and random horizontal flips."""
-        return random_crops(images, size=images.shape[-1], padding=4) if self.augmentation else images
+        """Random 32x32 crops of the image zero-padded by `crop_padding`, and random horizontal flips."""
+        if not self.augmentation:
+            return images
+        return random_crops(images, size=images.shape[-1], padding=self.crop_padding)
