@@ -24,6 +24,7 @@ from src.config.compose import PROJECT_ROOT, compose_config
 from src.lightning_ext.process import prepare_process
 from src.training.build import build
 from src.training.insight import ImagesPerSecond
+from src.training.module import view_averaged
 from src.utils.errors import UserError
 from src.utils.files import write_json_atomically
 
@@ -226,27 +227,32 @@ def on_device(batch: tuple[torch.Tensor, torch.Tensor], device: torch.device) ->
 
 def correct_in_batch(model: nn.Module, datamodule: L.LightningDataModule, batch: Any,
                      memory_format: torch.memory_format = torch.contiguous_format,
-                     device: torch.device = CPU, precision: Any = "32-true") -> torch.Tensor:  # fmt: skip
+                     device: torch.device = CPU, precision: Any = "32-true",
+                     first_view: bool = False) -> torch.Tensor:  # fmt: skip
     """One batch of the bare evaluation loop (`model` in eval mode, gradients off): the number of images
-    it classifies correctly, on the device."""
+    it classifies correctly, on the device. Several views of an image (data.flip_eval, ten crops) are
+    averaged as the LightningModule does; `first_view`: each image's first view only."""
     images, labels = on_device(batch, device)
-    inputs = datamodule.to_model_input(images, train=False).contiguous(memory_format=memory_format)
+    inputs = datamodule.to_model_input(images, train=False)
+    if first_view and inputs.ndim == 5:
+        inputs = inputs[:, 0]
     with autocast(device, precision):
-        logits = model(inputs)
+        logits = view_averaged(lambda x: model(x.contiguous(memory_format=memory_format)), inputs)
     return (logits.argmax(1) == labels).sum()
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, datamodule: L.LightningDataModule, split: str = "test",
              memory_format: torch.memory_format = torch.contiguous_format,
-             device: torch.device = CPU, precision: Any = "32-true") -> tuple[float, int]:  # fmt: skip
+             device: torch.device = CPU, precision: Any = "32-true",
+             first_view: bool = False) -> tuple[float, int]:  # fmt: skip
     """Accuracy of `model` on a split, and the number of images: the bare evaluation loop."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
     total = 0
     for batch in datamodule.loader(split):
-        correct += correct_in_batch(model, datamodule, batch, memory_format, device, precision)
+        correct += correct_in_batch(model, datamodule, batch, memory_format, device, precision, first_view)
         total += len(batch[1])
     model.train(was_training)
     return int(correct) / total, total

@@ -19,6 +19,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch import nn
 
 from bench.common import (
     bench_config,
@@ -35,6 +36,15 @@ RECIPES: dict[str, dict[str, Any]] = {
     "lenet5_mnist": {"thresholds": (0.99, 0.992, 0.993), "every": 5_000},
     "lenet5_cifar10": {"thresholds": (0.70, 0.75, 0.78, 0.80), "every": 45_000},
 }
+
+
+def test_accuracies(model: nn.Module, datamodule: L.LightningDataModule, **options: Any) -> dict[str, float]:
+    """The test accuracy (with the datamodule's test views); with data.flip_eval also the accuracy of each
+    image alone, without its mirror image (the one-view accuracy)."""
+    accuracies = {"test_acc": evaluate(model, datamodule, **options)[0]}
+    if getattr(datamodule, "flip_eval", False):
+        accuracies["test_acc_one_view"] = evaluate(model, datamodule, first_view=True, **options)[0]
+    return accuracies
 
 
 class TestTimeline(L.Callback):
@@ -74,9 +84,12 @@ class TestTimeline(L.Callback):
         if self.images != self.last_tested:
             self._test(trainer, module)
 
+    def _accuracies(self, module: L.LightningModule) -> dict[str, float]:
+        return test_accuracies(module, self.datamodule)
+
     def _test(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        accuracy = evaluate_as_validation_does(trainer, module, lambda m: evaluate(m, self.datamodule)[0])
-        self.points.append({"images": self.images, "seconds": round(self.seconds, 3), "test_acc": accuracy})
+        accuracies = evaluate_as_validation_does(trainer, module, self._accuracies)
+        self.points.append({"images": self.images, "seconds": round(self.seconds, 3), **accuracies})
         self.last_tested = self.images
         self._since = None  # the test is not training time
 
@@ -105,10 +118,9 @@ def run_bare(experiment: str, overrides: list[str], seed: int, every: int) -> di
     images, seconds = 0, 0.0
 
     def test() -> None:  # off the clock
-        accuracy, _ = evaluate(
-            model, datamodule, memory_format=memory_format, device=device, precision=precision
-        )
-        points.append({"images": images, "seconds": round(seconds, 3), "test_acc": accuracy})
+        options = dict(memory_format=memory_format, device=device, precision=precision)
+        accuracies = test_accuracies(model, datamodule, **options)
+        points.append({"images": images, "seconds": round(seconds, 3), **accuracies})
 
     for _ in range(epochs):
         model.train()
@@ -141,6 +153,8 @@ def summarise(name: str, experiment: str, runs: list[dict[str, Any]], thresholds
     seeds that reached it; `reached` says how many did)."""
     row: dict[str, Any] = {"variant": name, "experiment": experiment, "seeds": [r["seed"] for r in runs]}
     row["final_test_acc"] = mean_std([r["points"][-1]["test_acc"] for r in runs])
+    if all("test_acc_one_view" in r["points"][-1] for r in runs):  # data.flip_eval: without the mirror
+        row["final_test_acc_one_view"] = mean_std([r["points"][-1]["test_acc_one_view"] for r in runs])
     row["train_images"] = runs[0]["points"][-1]["images"]
     row["train_seconds"] = mean_std([r["points"][-1]["seconds"] for r in runs])
     for threshold in thresholds:
@@ -182,22 +196,24 @@ def _pm(value: tuple[float, float] | None, form: str) -> str:
 
 def time_to_accuracy_markdown(result: dict[str, Any]) -> list[str]:
     thresholds = [f"{t:.1%}" for t in result["thresholds"]]
-    header = "| variant | final test acc | images | train s | " + " | ".join(
-        f"to {t}: images, s" for t in thresholds
-    )
+    one_view = any("final_test_acc_one_view" in row for row in result["rows"])
+    columns = ["variant", "final test acc", *(["one view"] if one_view else []), "images", "train s"]
+    header = "| " + " | ".join([*columns, *(f"to {t}: images, s" for t in thresholds)])
     lines = [
         f"`{result['experiment']}`, test accuracy every {result['every']:,} training images, "
         f"{len(result['rows'][0]['seeds'])} seeds (mean ± std; where not every seed reached a threshold, "
         "the count says how many did):",
         "",
         header + " |",
-        "|---" * (4 + len(thresholds)) + "|",
+        "|---" * (4 + one_view + len(thresholds)) + "|",
     ]
     for row in result["rows"]:
         final = row["final_test_acc"]
         name = row["variant"] + (f" (`{' '.join(row['overrides'])}`)" if row["overrides"] else "")
-        cells = [name, f"{final[0]:.2%} ± {final[1]:.2%}", f"{row['train_images']:,}",
-                 _pm(row["train_seconds"], ".1f")]  # fmt: skip
+        cells = [name, f"{final[0]:.2%} ± {final[1]:.2%}"]
+        if one_view:
+            cells.append(_pm(row.get("final_test_acc_one_view"), ".2%"))
+        cells += [f"{row['train_images']:,}", _pm(row["train_seconds"], ".1f")]
         for t in thresholds:
             hit, seeds = row[t], len(row["seeds"])
             text = (

@@ -100,6 +100,33 @@ def test_time_to_accuracy_suite_tests_every_n_images_for_each_seed_and_variant(b
     assert (bench_dirs / "results" / "time_to_accuracy_lenet5_mnist.png").stat().st_size > 1000
 
 
+def test_time_to_accuracy_reports_the_one_view_accuracy_beside_the_flip_averaged_one(bench_dirs):
+    """lenet5_cifar10 tests with data.flip_eval: each point also has the accuracy of the image alone, which
+    is what the same weights score with flip_eval off; the table gets a "one view" column."""
+    data = make_tiny_cifar(bench_dirs / "data")
+    tiny = [f"data.data_dir={data}", f"paths.cache_dir={bench_dirs / 'cache'}", "data.val_size=20",
+            "data.download=false", "data.batch_size=16", "trainer.max_epochs=1"]  # fmt: skip
+    run_suite(
+        bench_dirs, "time_to_accuracy", "--experiment", "lenet5_cifar10", "--seeds", "1", "--bare", *tiny
+    )
+    result = json.loads((bench_dirs / "results" / "time_to_accuracy_lenet5_cifar10.json").read_text())
+    for runs in result["runs"].values():
+        assert all(0 <= p["test_acc_one_view"] <= 1 for p in runs[0]["points"])
+    assert [len(row["final_test_acc_one_view"]) for row in result["rows"]] == [2, 2]
+    markdown = (bench_dirs / "results" / "time_to_accuracy_lenet5_cifar10.md").read_text()
+    assert "| variant | final test acc | one view | images | train s |" in markdown
+
+    cfg = common.bench_config("lenet5_cifar10", tiny, "one_view")
+    datamodule, module, _ = common.prepare(cfg)
+    cfg.data.flip_eval = False
+    plain, _, _ = common.prepare(cfg)
+    datamodule.setup("test"), plain.setup("test")
+    accuracies = time_to_accuracy.test_accuracies(module, datamodule)
+    assert accuracies["test_acc_one_view"] == common.evaluate(module, plain)[0]
+    assert accuracies["test_acc"] == common.evaluate(module, datamodule)[0]
+    assert "test_acc_one_view" not in time_to_accuracy.test_accuracies(module, plain)
+
+
 def test_time_to_accuracy_clock_leaves_the_tests_out(bench_dirs, monkeypatch):
     """Each test of the timeline sleeps 1.5 s: the training seconds stay below one such sleep."""
     real = time_to_accuracy.evaluate

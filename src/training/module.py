@@ -26,6 +26,16 @@ if TYPE_CHECKING:
     from src.models.layers import Network
 
 
+def view_averaged(network: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """`network`'s logits for (N, C, H, W); for (N, views, C, H, W) (a flip-averaged or ten-crop test) the
+    log of the softmax averaged over each image's views, which cross-entropy and argmax treat like logits."""
+    if x.ndim == 5:
+        batch, views = x.shape[:2]
+        probabilities = network(x.flatten(0, 1)).softmax(dim=-1).view(batch, views, -1).mean(dim=1)
+        return probabilities.clamp_min(1e-12).log()
+    return network(x)
+
+
 class ImageClassifier(L.LightningModule):
     KEEP_LOGITS = 2**20  # training logits kept (4 MB in float32) before they are added to the epoch's sums
     EAGER_LOSS_CHECK = (
@@ -67,13 +77,8 @@ class ImageClassifier(L.LightningModule):
         self._divergence: Tensor | None = None  # (step, loss) of the first non-finite loss, or (-1, 0)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits for (N, C, H, W); for (N, crops, C, H, W) (e.g. a ten-crop test) the log of the
-        softmax averaged over the crops, which cross-entropy and argmax treat like logits."""
-        if x.ndim == 5:
-            batch, crops = x.shape[:2]
-            probabilities = self._run(x.flatten(0, 1)).softmax(dim=-1).view(batch, crops, -1).mean(dim=1)
-            return probabilities.clamp_min(1e-12).log()
-        return self._run(x)
+        """Logits for (N, C, H, W); for (N, views, C, H, W) the views averaged (`view_averaged`)."""
+        return view_averaged(self._run, x)
 
     def _run(self, x: Tensor) -> Tensor:
         if self.hparams["channels_last"]:
