@@ -127,6 +127,16 @@ def test_time_to_accuracy_reports_the_one_view_accuracy_beside_the_flip_averaged
     assert "test_acc_one_view" not in time_to_accuracy.test_accuracies(module, plain)
 
 
+def test_time_to_accuracy_recipes_name_real_experiments_with_rising_thresholds():
+    """A RECIPES key that matches no conf/experiment file would silently never be used."""
+    experiments = Path(__file__).parents[1] / "conf" / "experiment"
+    for name, recipe in time_to_accuracy.RECIPES.items():
+        assert (experiments / f"{name}.yaml").is_file(), name
+        thresholds = list(recipe["thresholds"])
+        assert thresholds == sorted(set(thresholds)) and 0 < thresholds[0] <= thresholds[-1] < 1, name
+        assert recipe["every"] > 0, name
+
+
 def test_time_to_accuracy_clock_leaves_the_tests_out(bench_dirs, monkeypatch):
     """Each test of the timeline sleeps 1.5 s: the training seconds stay below one such sleep."""
     real = time_to_accuracy.evaluate
