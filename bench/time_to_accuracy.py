@@ -40,10 +40,10 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def test_accuracies(model: nn.Module, datamodule: L.LightningDataModule, **options: Any) -> dict[str, float]:
-    """The test accuracy (with the datamodule's test views); with data.flip_eval also the accuracy of each
-    image alone, without its mirror image (the one-view accuracy)."""
+    """The test accuracy (with the datamodule's test views); with data.flip_eval or data.shift_eval also
+    the accuracy of each image alone, without its mirror image or shifted copies (the one-view accuracy)."""
     accuracies = {"test_acc": evaluate(model, datamodule, **options)[0]}
-    if getattr(datamodule, "flip_eval", False):
+    if getattr(datamodule, "flip_eval", False) or getattr(datamodule, "shift_eval", 0):
         accuracies["test_acc_one_view"] = evaluate(model, datamodule, first_view=True, **options)[0]
     return accuracies
 
@@ -154,7 +154,7 @@ def summarise(name: str, experiment: str, runs: list[dict[str, Any]], thresholds
     seeds that reached it; `reached` says how many did)."""
     row: dict[str, Any] = {"variant": name, "experiment": experiment, "seeds": [r["seed"] for r in runs]}
     row["final_test_acc"] = mean_std([r["points"][-1]["test_acc"] for r in runs])
-    if all("test_acc_one_view" in r["points"][-1] for r in runs):  # data.flip_eval: without the mirror
+    if all("test_acc_one_view" in r["points"][-1] for r in runs):  # flip/shift_eval: the image alone
         row["final_test_acc_one_view"] = mean_std([r["points"][-1]["test_acc_one_view"] for r in runs])
     row["train_images"] = runs[0]["points"][-1]["images"]
     row["train_seconds"] = mean_std([r["points"][-1]["seconds"] for r in runs])

@@ -32,6 +32,8 @@ def test_each_datamodule_carries_the_card_its_config_reads(tmp_path, data):
         "data.batch_size=0",
         "model.input_size=300",
         "+data.flip_eval=true data.ten_crop_test=true",  # the ten crops hold the mirror images already
+        "+data.shift_eval=2 data.ten_crop_test=true",  # ... and the corner crops are shifted views
+        "+data.shift_eval=9",
     ],
 )
 def test_a_datamodule_and_the_config_check_answer_with_the_same_clause(tmp_path, overrides):

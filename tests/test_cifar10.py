@@ -248,3 +248,30 @@ def test_flip_eval_gives_each_evaluated_image_with_its_mirror_image(read_only_da
         averaged = module(pair).exp()
         expected = (module(single).softmax(-1) + module(single.flip(-1)).softmax(-1)) / 2
     assert torch.allclose(averaged, expected, atol=1e-6)
+
+
+def test_shift_eval_adds_each_image_moved_down_right_and_up_left(read_only_data, tmp_path):
+    """data.shift_eval=N: each evaluated image, then it moved N pixels down-right and up-left with black
+    (zero pixels) filling in, as a random crop of the zero-padded image would show it; with flip_eval the
+    mirror image of each of those follows. The first view stays the image alone (the one-view accuracy)."""
+    data_dir, _ = read_only_data
+    options = [{}, {"shift_eval": 1}, {"shift_eval": 1, "flip_eval": True}]
+    plain, shifted, both = (make(data_dir, tmp_path / "cache", **o) for o in options)
+    for datamodule in (plain, shifted, both):
+        datamodule.setup()
+    images = plain.splits["test"].images[:4]
+    single = plain.to_model_input(images, train=False)
+    views = shifted.to_model_input(images, train=False)
+    assert views.shape == (4, 3, 3, 32, 32)
+    assert torch.equal(views[:, 0], single)
+    down_right, up_left = views[:, 1], views[:, 2]
+    assert torch.allclose(down_right[..., 1:, 1:], single[..., :-1, :-1])
+    assert torch.allclose(up_left[..., :-1, :-1], single[..., 1:, 1:])
+    black = plain.to_model_input(torch.zeros_like(images[:1]), train=False)[0, :, 0, 0]  # a zero pixel
+    assert torch.allclose(down_right[..., 0, :], black.view(1, 3, 1).expand(4, 3, 32))
+    assert torch.allclose(up_left[..., :, -1], black.view(1, 3, 1).expand(4, 3, 32))
+    six = both.to_model_input(images, train=False)
+    assert six.shape == (4, 6, 3, 32, 32)
+    assert torch.equal(six[:, :3], views) and torch.equal(six[:, 3:], views.flip(-1))
+    torch.manual_seed(0)
+    assert both.to_model_input(images, train=True).shape == (4, 3, 32, 32)  # training: one image

@@ -40,6 +40,8 @@ def test_eval_other_split_and_last_checkpoint(run_dir, tmp_path, capsys):
     eval_main([str(run_dir), "split=val", "data.eval_batch_size=7"])  # in-process: quicker than the CLI
     assert "val accuracy" in capsys.readouterr().out
     assert json.loads((run_dir / "eval_val.json").read_text())["total"] == 64  # data.val_size
+    eval_main([str(run_dir), "split=val", "data.shift_eval=2"])  # each image and two shifted copies
+    assert json.loads((run_dir / "eval_val.json").read_text())["total"] == 64
     eval_main([str(run_dir), "split=train"])  # the training images, in order, without augmentation
     trained = json.loads((run_dir / "eval_train.json").read_text())
     assert trained["total"] == 256 - 64 and trained["accuracy"] > 0.5  # what was not held out; learnable
@@ -59,6 +61,7 @@ def test_eval_other_split_and_last_checkpoint(run_dir, tmp_path, capsys):
         (["{empty}"], "is not a run directory: it has no config.yaml"),
         (["{run}", "split=holdout"], "split=holdout is not a choice; allowed: test, val, train"),
         (["{run}", "data.bogus=1"], "data.bogus is not a key of the run's config"),
+        (["{run}", "data.shift_eval=9"], "data.shift_eval=9 is out of range: must be an integer from 0 to 8"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(run_dir, tmp_path, capsys, args, message):

@@ -104,8 +104,9 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args, message):
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["tiny", "real"])
 def test_onnx_of_lenet5_on_cifar10_with_its_flip_averaged_test(tmp_path, capsys, source):
-    """LeNet-5 on CIFAR-10 (tiny stand-in, and the real archive when it is there), tested flip-averaged:
-    the export takes 3x32x32 pixels, folds the mirror-image average in, and matches the checkpoint."""
+    """LeNet-5 on CIFAR-10 (tiny stand-in, and the real archive when it is there), tested flip-averaged
+    (and, on the tiny stand-in, with shifted copies too): the export takes 3x32x32 pixels, folds the
+    average over the six views in, and matches the checkpoint."""
     import onnxruntime
 
     data = make_tiny_cifar(tmp_path / "data") if source == "tiny" else SHARED_DATA
@@ -113,7 +114,7 @@ def test_onnx_of_lenet5_on_cifar10_with_its_flip_averaged_test(tmp_path, capsys,
         pytest.skip(f"real CIFAR-10 not found in {SHARED_DATA} (set DATA_DIR)")
     base = [o for o in fast_overrides(data, tmp_path) if not o.startswith("data.val_size")]
     cifar = ["data=cifar10", "data.flip_eval=true", "+trainer.limit_train_batches=20"]
-    cifar += ["data.val_size=20"] if source == "tiny" else []
+    cifar += ["data.val_size=20", "data.shift_eval=1"] if source == "tiny" else []
     train(compose_train_config([*base, *QUIET, *cifar], tmp_path / "run"))
     export_main([str(tmp_path / "run")])
     assert "the same class for every one" in capsys.readouterr().out

@@ -149,6 +149,17 @@ def random_crops(images: Tensor, size: int, padding: int = 0, flip: bool = True)
     return images[batch, channel, rows.view(count, 1, size, 1), cols.view(count, 1, 1, size)]
 
 
+def shifted_views(images: Tensor, pixels: int) -> Tensor:
+    """(N, C, H, W) -> (N, 3, C, H, W): each image, then it moved `pixels` down-right and up-left with
+    zeros filling in: windows that random crops of the zero-padded image also give in training (the
+    CIFAR-10 speedruns' test-time translations)."""
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (pixels,) * 4)
+    far = 2 * pixels
+    moved = (padded[..., :height, :width], padded[..., far : far + height, far : far + width])
+    return torch.stack([images, *moved], dim=1)
+
+
 def random_resized_crops(
     images: Tensor, size: int, min_area: float, ratio: tuple[float, float] = (3 / 4, 4 / 3)
 ) -> Tensor:
@@ -209,10 +220,12 @@ class InMemoryDataModule(L.LightningDataModule):
         download: bool = True,
         keep_on_device: bool = True,
         flip_eval: bool = False,
+        shift_eval: int = 0,
     ) -> None:
         super().__init__()
         options = dict(batch_size=batch_size, eval_batch_size=eval_batch_size, split_seed=split_seed)
         options.update(download=download, keep_on_device=keep_on_device, flip_eval=flip_eval)
+        options.update(shift_eval=shift_eval)
         self.card.check(options, input_size)
         self.data_dir, self.cache_dir = Path(data_dir).expanduser(), Path(cache_dir).expanduser()
         self.input_size, self.input_channels = input_size, input_channels
@@ -221,6 +234,8 @@ class InMemoryDataModule(L.LightningDataModule):
         # Validation and test average each image's prediction with its mirror image's (flip_eval: for
         # datasets whose classes a horizontal flip keeps, e.g. CIFAR-10; not digits).
         self.flip_eval = flip_eval
+        # ... and with each image moved `shift_eval` pixels down-right and up-left (0: not; shifted_views).
+        self.shift_eval = shift_eval
         self.splits: dict[str, TensorSplit] = {}  # in host memory
         # Where batches are served from: the trainer's device (a GPU: a copy of each split made there once,
         # `keep_on_device`), else `batch_device` (bench's bare loop sets it), else host memory.
@@ -375,9 +390,9 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def to_model_input(self, images: Tensor, train: bool) -> Tensor:
         """uint8 batch (N, C, H, W) -> normalised float batch in the model's input size and channels;
-        with `flip_eval`, for evaluation (N, 2, C, H, W): each image and its mirror image, whose predictions
-        the LightningModule averages. A float batch comes from a model-ready split (`model_ready`) and is
-        returned as it is."""
+        with `flip_eval` and/or `shift_eval`, for evaluation (N, views, C, H, W): each image first, then its
+        mirror image and/or its shifted copies, whose predictions the LightningModule averages. A float
+        batch comes from a model-ready split (`model_ready`) and is returned as it is."""
         if images.is_floating_point():
             return images
         return self.pixels_to_model_input(images.float().div_(255), train, self.testing_or_predicting())
@@ -390,13 +405,19 @@ class InMemoryDataModule(L.LightningDataModule):
         """`to_model_input` of a float batch of pixels in [0, 1] (src.export folds this into the model);
         `test_view`: the test's own view where a datamodule has one (Flowers-17's ten crops)."""
         x = self.augment(x) if train else self.eval_view(x)
+        shifts = 0 if train else self.shift_eval
+        if shifts:  # the shifted copies go through the rest as images of their own
+            x = shifted_views(x, shifts)
+            views, x = x.shape[1], x.flatten(0, 1)
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         x = fit_to_input(x, self.input_size, x.shape[1], self.pad_from)
         x = (x - mean) / std
         x = fit_to_input(x, self.input_size, self.input_channels)
+        if shifts:
+            x = x.unflatten(0, (-1, views))
         if self.flip_eval and not train:
-            x = torch.stack([x, x.flip(-1)], dim=1)
+            x = torch.cat([x, x.flip(-1)], dim=1) if shifts else torch.stack([x, x.flip(-1)], dim=1)
         return x
 
     def on_after_batch_transfer(

@@ -27,6 +27,12 @@ COMMON_RULES = (
     Rule("data.eval_batch_size", "int", "an integer >= 1", lambda v: v >= 1),
     Rule("data.split_seed", "int", "an integer"),
     Rule("data.flip_eval", "bool", "true or false"),
+    Rule(
+        "data.shift_eval",
+        "int",
+        "an integer from 0 to 8 (pixels; 0: no shifted views)",
+        lambda v: 0 <= v <= 8,
+    ),
     Rule("data.download", "bool", "true or false"),
     Rule("data.keep_on_device", "bool", "true or false"),
 )
@@ -72,6 +78,12 @@ class DatasetCard:
             clauses.append(  # the ten crops are five crops and their mirror images already
                 "data.flip_eval=true and data.ten_crop_test=true cannot be combined: the ten crops already "
                 "hold each crop's mirror image; choose one"
+            )
+        shift = options.get("shift_eval")
+        if options.get("ten_crop_test") is True and is_int(shift) and shift > 0:
+            clauses.append(  # the four corner crops are shifted views already
+                f"data.shift_eval={shift} and data.ten_crop_test=true cannot be combined: the ten crops "
+                "already hold shifted views (the corners); choose one"
             )
         too_large = is_int(input_size) and input_size > self.image_size
         if self.cropped_input_note and too_large:

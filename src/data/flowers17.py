@@ -237,7 +237,7 @@ class Flowers17DataModule(InMemoryDataModule):
         super().__init__(*args, **kwargs)  # checks input_size against the decoded images (the card)
         options = dict(split_index=split_index, ten_crop_test=ten_crop_test, augmentation=augmentation)
         more = dict(min_crop_area=min_crop_area, train_on_val=train_on_val, flip_eval=self.flip_eval)
-        self.card.check({**options, **more})
+        self.card.check({**options, **more, "shift_eval": self.shift_eval})
         self.split_index, self.ten_crop_test, self.augmentation = split_index, ten_crop_test, augmentation
         self.min_crop_area, self.train_on_val = min_crop_area, train_on_val
         # The paper's crop: the model's own input from 224 up (227 for AlexNet), else 224 then resized.
