@@ -80,7 +80,7 @@ class DatasetCard:
                 "hold each crop's mirror image; choose one"
             )
         shift = options.get("shift_eval")
-        if options.get("ten_crop_test") is True and is_int(shift) and shift > 0:
+        if options.get("ten_crop_test") is True and is_int(shift) and shift != 0:
             clauses.append(  # the four corner crops are shifted views already
                 f"data.shift_eval={shift} and data.ten_crop_test=true cannot be combined: the ten crops "
                 "already hold shifted views (the corners); choose one"
